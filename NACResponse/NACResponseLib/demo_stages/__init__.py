@@ -1,0 +1,1 @@
+"""Demo stages, run in file-name order by demo.py (``sNN_<name>.py`` with ``TITLE`` and ``run(ctx)``)."""

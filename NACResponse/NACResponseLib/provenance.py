@@ -1,0 +1,79 @@
+"""Provenance: software versions, parameters and input hashes recorded with every result.
+
+Hashes are cached on (path, size, mtime) so re-hashing a large cohort is cheap.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+TRACKED_PACKAGES = ("numpy", "SimpleITK", "pyradiomics", "scikit-learn", "torch", "monai", "pandas", "scipy")
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _hash_cache:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
+        _hash_cache[key] = h.hexdigest()
+    return _hash_cache[key]
+
+
+def sha256_json(obj: Any) -> str:
+    """Hash of a JSON-serialisable object with sorted keys (parameters, configurations)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def package_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions without importing the packages (keeps heavy imports lazy)."""
+    out: dict[str, str | None] = {"nacresponse": __version__, "python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def collect(*, step: str, parameters: dict[str, Any] | None = None,
+            inputs: Iterable[str | Path] = (), base: str | Path | None = None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance record for a result: what ran, with which software, on which exact files.
+
+    ``inputs`` are hashed (SHA-256); paths are stored relative to ``base`` when given.
+    """
+    hashes = {}
+    for p in inputs:
+        p = Path(p)
+        name = os.path.relpath(p, base) if base else str(p)
+        hashes[name] = sha256_file(p)
+    return {
+        "step": step,
+        "created": now_iso(),
+        "versions": package_versions(),
+        "parameters": parameters or {},
+        "parameters_sha256": sha256_json(parameters or {}),
+        "inputs_sha256": hashes,
+        "host": platform.node(),
+        **(extra or {}),
+    }
