@@ -12,6 +12,9 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | Path):
@@ -21,6 +24,7 @@ def atomic_path(path: str | Path):
     suffix = "".join(path.suffixes) or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files get normal permissions
     try:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
