@@ -95,16 +95,15 @@ def scan_dicom(folder: str | Path) -> tuple[dict[str, DicomSeries], list[str]]:
             for k in ("PixelSpacing", "ImagerPixelSpacing"):
                 v = getattr(ds, k, None)
                 s.tags[k] = [float(x) for x in v] if v is not None else None
-    # A series with a single b-value needs no split key.
-    by_uid: dict[str, list[DicomSeries]] = {}
+    # A series with a single b-value of 0 (or none) is not a diffusion split: key it by UID alone.
+    parts_per_uid: dict[str, int] = {}
     for s in series.values():
-        by_uid.setdefault(s.uid, []).append(s)
+        parts_per_uid[s.uid] = parts_per_uid.get(s.uid, 0) + 1
     out = {}
-    for uid, parts in by_uid.items():
-        if len(parts) == 1 and parts[0].b_value in (None, 0.0):
-            parts[0].b_value = parts[0].b_value if parts[0].b_value else None
-        for s in parts:
-            out[s.key] = s
+    for s in series.values():
+        if parts_per_uid[s.uid] == 1 and not s.b_value:
+            s.b_value = None
+        out[s.key] = s
     return out, problems
 
 

@@ -198,11 +198,12 @@ def _reader_mask(rng, truth: np.ndarray, spacing_zyx, bias_mm: float, jitter_mm:
         base = truth
     inside = ndimage.distance_transform_edt(base, sampling=spacing_zyx)
     outside = ndimage.distance_transform_edt(~base, sampling=spacing_zyx)
-    signed = inside - outside  # mm, > 0 inside
+    signed = np.where(base, inside - 0.5, 0.5 - outside)  # mm, > 0 inside; boundary voxels at +-0.5
     field = _smooth_noise(rng, truth.shape, 2.5) * jitter_mm + bias_mm
     mask = signed + field > 0.0
     mask = ndimage.binary_fill_holes(mask)
-    return mask if mask.any() else truth.copy()
+    # A lesion smaller than the jitter would vanish: readers outline such foci generously instead.
+    return mask if mask.any() else ndimage.binary_dilation(truth)
 
 
 # ---------------------------------------------------------------------------------------------
