@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from NACResponseLib.agreement import (
     bland_altman,
     bland_altman_plot,

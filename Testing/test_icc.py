@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from NACResponseLib.errors import InputError
 from NACResponseLib.icc import (
     ICC_FORMS,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from NACResponseLib.errors import GeometryMismatchError, InputError
 from NACResponseLib.sessions import (
     ReaderSession,
