@@ -1,0 +1,247 @@
+"""Cohort radiomics: plan one task per (image, mask), run them on the runner, write the tables.
+
+Pairing rule: every segmentation of a timepoint is paired with every image of that timepoint
+that lies on the mask's voxel grid (same dimension, size, spacing, origin, direction), e.g. a
+DCE-grid mask with dce_pre/dce_early/dce_late/t2w but not with a coarser DWI/ADC grid.  Name
+images explicitly (``images=[...]``) to pair them regardless (a grid mismatch is then a recorded
+failure), or set ``resample_masks=True`` to let pyradiomics resample the mask onto each image's
+grid with nearest neighbour (its ``correctMask`` setting).  2D images (ultrasound, mammography)
+use the 2D parameter set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CancelledError, InputError
+from ..progress import CancelToken, ProgressCallback
+from .params import DEFAULT, DEFAULT_2D, SHIPPED, load_params, params_hash, shipped_path, with_settings
+from .tables import long_table, wide_table
+
+log = logging.getLogger(__name__)
+
+TASK_FUNCTION = "NACResponseLib.radiomics.extractor:extract_task"
+TABLE_LONG, TABLE_WIDE, TABLE_FAILURES = "radiomics", "radiomics_wide", "radiomics_failures"
+
+
+@dataclass(frozen=True)
+class RoiSpec:
+    """One (image, mask, label) pair of the cohort; paths are relative to the study folder."""
+
+    patient_id: str
+    timepoint: str
+    image: str  # image key, e.g. dce_early, dwi_b800, mg_cc_L
+    reader: str
+    method: str
+    label: int
+    image_path: str
+    mask_path: str
+    dimension: int = 3
+
+    @property
+    def key(self) -> str:
+        return f"{self.patient_id}/{self.timepoint}/{self.image}/{self.reader}/{self.method}/{self.label}"
+
+    def id_row(self) -> dict[str, Any]:
+        return {"patient_id": self.patient_id, "timepoint": self.timepoint, "image": self.image,
+                "reader": self.reader, "method": self.method, "label": int(self.label)}
+
+
+@dataclass
+class CohortRadiomics:
+    """What :func:`extract_cohort` produced (tables are also in the store when ``write``)."""
+
+    long: Any  # pandas DataFrame
+    wide: Any
+    failures: Any
+    summary: Any  # runner.RunSummary
+    provenance: dict[str, Any] = field(default_factory=dict)
+    rois: list[RoiSpec] = field(default_factory=list)
+
+
+def _grid(path: Path) -> tuple | None:
+    """(dimension, size, spacing, origin, direction) from the header only, or None if unreadable."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    return (reader.GetDimension(), tuple(reader.GetSize()), tuple(round(s, 4) for s in reader.GetSpacing()),
+            tuple(round(o, 3) for o in reader.GetOrigin()), tuple(round(d, 4) for d in reader.GetDirection()))
+
+
+def plan_rois(store, *, images: list[str] | None = None, readers: list[str] | None = None,
+              methods: list[str] | None = None, timepoints: list[str] | None = None,
+              patients: list[str] | None = None, resample_masks: bool = False) -> list[RoiSpec]:
+    """The (image, mask) pairs to extract, in cohort order (see the module docstring for the rule)."""
+    grids: dict[Path, tuple | None] = {}
+
+    def grid(rel: str):
+        path = store.path(rel)
+        if path not in grids:
+            grids[path] = _grid(path) if path.is_file() else None
+        return grids[path]
+
+    cohort = store.cohort
+    if patients:
+        missing = sorted(set(patients) - set(cohort.patients))
+        if missing:
+            raise InputError(f"{store.manifest_path}: no patient(s) {missing} in this study")
+    out: list[RoiSpec] = []
+    for patient in cohort:
+        if patients and patient.patient_id not in patients:
+            continue
+        for tp in patient.ordered_timepoints():
+            if timepoints and tp.name not in timepoints:
+                continue
+            for seg in tp.segmentations:
+                if (readers and seg.reader not in readers) or (methods and seg.method not in methods):
+                    continue
+                mask_grid = grid(seg.path)
+                for img in tp.images:
+                    if images is not None:
+                        if img.key not in images and img.role not in images:
+                            continue
+                    else:
+                        img_grid = grid(img.path)
+                        if mask_grid is None or img_grid is None:
+                            # unreadable file: keep the reference pair so the failure is reported
+                            if img.key != seg.reference:
+                                continue
+                        elif img_grid[0] != mask_grid[0] or (img_grid != mask_grid and not resample_masks):
+                            continue
+                    g = grid(img.path)
+                    out.append(RoiSpec(patient.patient_id, tp.name, img.key, seg.reader, seg.method, int(seg.label),
+                                       img.path, seg.path, g[0] if g else 3))
+    return out
+
+
+def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict, dict[str, Any]]:
+    """Load both parameter sets and describe them for provenance (source file, its hash, dict hash)."""
+    from ..provenance import sha256_file
+
+    described = {}
+    loaded = []
+    for name, src, default in (("params", params, DEFAULT), ("params_2d", params_2d, DEFAULT_2D)):
+        src = default if src is None else src
+        p = load_params(src)
+        if resample_masks:
+            p = with_settings(p, correctMask=True)
+        info: dict[str, Any] = {"parameters": p, "sha256": params_hash(p)}
+        if not isinstance(src, dict):
+            path = shipped_path(src) if str(src) in SHIPPED else Path(src)
+            info["source"] = str(src)
+            info["file_sha256"] = sha256_file(path)
+        described[name] = info
+        loaded.append(p)
+    return loaded[0], loaded[1], described
+
+
+def make_tasks(store, rois: list[RoiSpec], params3d: dict, params2d: dict):
+    """Runner tasks for ``rois``; the digest uses study-relative names, so a moved study keeps results."""
+    from importlib import metadata
+
+    from ..runner import Task
+
+    version = f"pyradiomics={metadata.version('pyradiomics')}"
+    tasks = []
+    for roi in rois:
+        p = params2d if roi.dimension == 2 else params3d
+        image, mask = store.path(roi.image_path), store.path(roi.mask_path)
+        tasks.append(Task(
+            key=roi.key, function=TASK_FUNCTION,
+            kwargs={"image": str(image), "mask": str(mask), "params": p, "label": roi.label,
+                    "image_name": roi.image_path, "mask_name": roi.mask_path},
+            inputs=tuple(str(x) for x in (image, mask) if x.is_file()),
+            identity={"roi": roi.key, "label": roi.label, "params": params_hash(p), "image": roi.image_path,
+                      "mask": roi.mask_path},
+            version=version, meta=roi.id_row()))
+    return tasks
+
+
+def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
+                   mode: str | None = None, images: list[str] | None = None, readers: list[str] | None = None,
+                   methods: list[str] | None = None, timepoints: list[str] | None = None,
+                   patients: list[str] | None = None, resample_masks: bool = False,
+                   progress: ProgressCallback | None = None, progress_mode: str | None = None,
+                   cancel: CancelToken | None = None, write: bool = True) -> CohortRadiomics:
+    """Extract radiomics for a study and (``write=True``) store tables ``radiomics``,
+    ``radiomics_wide`` and ``radiomics_failures`` with provenance.
+
+    ``params``/``params_2d``: shipped name, parameter file or dict (defaults: ``breast`` and
+    ``breast_2d``).  Runner options as in :func:`NACResponseLib.runner.run_tasks`.  Failed ROIs are
+    listed in the failures table and the summary; the rest of the cohort is still extracted.
+    """
+    from ..provenance import collect
+    from ..runner import run_tasks
+
+    p3, p2, described = _resolve_params(params, params_2d, resample_masks)
+    rois = plan_rois(store, images=images, readers=readers, methods=methods, timepoints=timepoints,
+                     patients=patients, resample_masks=resample_masks)
+    if not rois:
+        raise InputError(f"{store.root}: no (image, mask) pair to extract (check --images/--readers/--timepoints "
+                         "and that the study has segmentations)")
+    tasks = make_tasks(store, rois, p3, p2)
+    run_parameters = {"params_sha256": described["params"]["sha256"],
+                      "params_2d_sha256": described["params_2d"]["sha256"],
+                      "images": images, "readers": readers, "methods": methods, "timepoints": timepoints,
+                      "patients": patients, "resample_masks": resample_masks}
+    run_id = store.start_run("radiomics", run_parameters) if write else None
+    try:
+        summary = run_tasks(tasks, store.root / "work" / "radiomics", mode=mode, jobs=jobs, scheduler=scheduler,
+                            stage="radiomics", progress=progress, progress_mode=progress_mode, cancel=cancel,
+                            preload=("NACResponseLib.radiomics.extractor", "radiomics.featureextractor"))
+    except CancelledError:
+        if run_id:
+            store.finish_run(run_id, "cancelled")
+        raise
+    result = _assemble(rois, summary)
+    inputs = sorted({str(store.path(r.image_path)) for r in rois} | {str(store.path(r.mask_path)) for r in rois})
+    inputs = [p for p in inputs if Path(p).is_file()]
+    result.provenance = collect(
+        step="radiomics", parameters={**run_parameters, "parameter_sets": described}, inputs=inputs,
+        base=store.root, extra={"run_id": run_id, "summary": summary.as_dict(),
+                                "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
+    if write:
+        store.write_table(TABLE_LONG, result.long, result.provenance)
+        store.write_table(TABLE_WIDE, result.wide, result.provenance)
+        store.write_table(TABLE_FAILURES, result.failures, result.provenance)
+        store.finish_run(run_id, "done" if not summary.failed else "done_with_failures", summary.as_dict())
+        store.audit("radiomics", target=f"table:{TABLE_LONG}",
+                    details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
+    return result
+
+
+def _assemble(rois: list[RoiSpec], summary) -> CohortRadiomics:
+    import pandas as pd
+
+    ok = [r for r in rois if r.key in summary.results]
+    long = long_table([r.id_row() for r in ok], [summary.results[r.key] for r in ok])
+    wide = wide_table(long)
+    failed = [r for r in rois if r.key in summary.failures]
+    failures = pd.DataFrame([{**r.id_row(), "image_path": r.image_path, "mask_path": r.mask_path,
+                              "error": summary.failures[r.key]} for r in failed],
+                            columns=["patient_id", "timepoint", "image", "reader", "method", "label", "image_path",
+                                     "mask_path", "error"])
+    return CohortRadiomics(long=long, wide=wide, failures=failures, summary=summary, rois=rois)
+
+
+def extract_case(store, patient_id: str, params=None, params_2d=None, *, jobs: int | None = None,
+                 scheduler=None, mode: str | None = None, images: list[str] | None = None,
+                 readers: list[str] | None = None, timepoints: list[str] | None = None,
+                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None):
+    """Long feature table of one patient (all its ROIs in parallel), without rewriting the study
+    tables; results are cached like a cohort run, so a later cohort run reuses them."""
+    result = extract_cohort(store, params, params_2d, jobs=jobs, scheduler=scheduler, mode=mode, images=images,
+                            readers=readers, timepoints=timepoints, patients=[patient_id], progress=progress,
+                            progress_mode="none" if progress is None else None, cancel=cancel, write=False)
+    return result.long
+
+
+__all__ = ["CohortRadiomics", "RoiSpec", "extract_case", "extract_cohort", "make_tasks", "plan_rois"]

@@ -1,0 +1,141 @@
+"""One (image, mask) -> feature vector, through pyradiomics' ``RadiomicsFeatureExtractor``.
+
+We do not compute any feature ourselves.  This module adds what pyradiomics leaves to the caller:
+input checks with errors that name the files (empty mask, one-voxel ROI, absent label, geometry
+mismatch, NaN voxels, 2D/3D mix), a per-process cache of configured extractors, and plain float
+results without the ``diagnostics_*`` entries.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GeometryMismatchError, InputError
+from .params import load_params, params_hash, settings
+
+_extractors: dict[str, Any] = {}
+
+
+class _DropKnownNoise(logging.Filter):
+    """pyradiomics warns on every ROI that Sum Average = 2 x Joint Average for a symmetrical GLCM."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "only 1 needs to be calculated" not in record.getMessage()
+
+
+_NOISE_FILTER = _DropKnownNoise()
+
+
+def quiet_pyradiomics() -> None:
+    """pyradiomics logs every step at INFO; keep warnings only (it is also faster).
+
+    Imports pyradiomics first: its ``__init__`` sets its logger to INFO.
+    """
+    import radiomics  # noqa: F401
+
+    for name in ("radiomics", "radiomics.glcm"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if _NOISE_FILTER not in logger.filters:
+            logger.addFilter(_NOISE_FILTER)
+
+
+def get_extractor(params: dict[str, Any]):
+    """A configured ``RadiomicsFeatureExtractor``, cached per process by parameter hash."""
+    key = params_hash(params)
+    if key not in _extractors:
+        quiet_pyradiomics()
+        import copy
+
+        from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+        _extractors[key] = RadiomicsFeatureExtractor(copy.deepcopy(params))
+    return _extractors[key]
+
+
+def _load(obj, name: str | None, what: str):
+    """Read a path or accept a SimpleITK image; returns (image, display name)."""
+    import SimpleITK as sitk
+
+    from ..imageio import read_image
+
+    if isinstance(obj, sitk.Image):
+        return obj, name or f"<{what} image>"
+    return read_image(obj, allow_nan=True), name or str(obj)
+
+
+def check_inputs(image, mask, *, label: int, image_name: str, mask_name: str,
+                 allow_grid_mismatch: bool = False) -> None:
+    """Raise :class:`InputError`/:class:`GeometryMismatchError` for inputs pyradiomics cannot use sensibly."""
+    import SimpleITK as sitk
+
+    from ..geometry import check_same_geometry
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{image_name}: radiomics needs a scalar image (this one has "
+                         f"{image.GetNumberOfComponentsPerPixel()} components per voxel)")
+    values = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(values.dtype, np.floating):
+        n_bad = int(np.count_nonzero(~np.isfinite(values)))
+        if n_bad:
+            raise InputError(f"{image_name}: {n_bad} voxels are NaN or infinite; radiomics needs finite intensities")
+    if image.GetDimension() != mask.GetDimension():
+        raise InputError(f"2D/3D mix: image {image_name} is {image.GetDimension()}D but mask {mask_name} is "
+                         f"{mask.GetDimension()}D; use a mask with the image's dimension")
+    labels = sitk.GetArrayViewFromImage(mask)
+    if np.issubdtype(labels.dtype, np.floating) and not np.all(np.equal(np.mod(labels, 1), 0)):
+        raise InputError(f"{mask_name}: mask has non-integer values; a mask must be a label map")
+    n_label = int(np.count_nonzero(labels == label))
+    if n_label == 0:
+        if not np.any(labels):
+            raise InputError(f"{mask_name}: mask is empty (no non-zero voxel)")
+        present = np.unique(labels[labels != 0])[:10].tolist()
+        raise InputError(f"{mask_name}: label {label} absent from mask (labels present: {present})")
+    if n_label == 1:
+        raise InputError(f"{mask_name}: label {label} covers a single voxel; texture and shape features "
+                         "need at least 2 voxels (check the segmentation)")
+    if not allow_grid_mismatch:
+        check_same_geometry(image, mask, image_name, mask_name)
+
+
+def extract(image, mask, params: dict[str, Any] | str | Path | None = None, *, label: int | None = None,
+            image_name: str | None = None, mask_name: str | None = None) -> dict[str, float]:
+    """Features of one ROI: ``{pyradiomics feature name: value}`` (diagnostics dropped).
+
+    ``image``/``mask`` are paths or SimpleITK images; ``params`` a parameter dict, a shipped
+    name or a parameter file (default: the breast protocol).  ``label`` defaults to the
+    parameter file's ``label`` setting.  The mask must share the image's grid unless the
+    parameters set pyradiomics' ``correctMask`` (then pyradiomics resamples it).
+    """
+    import SimpleITK as sitk
+
+    if not isinstance(params, dict):
+        params = load_params(params)
+    label = int(label if label is not None else settings(params).get("label", 1))
+    image, image_name = _load(image, image_name, "input")
+    mask, mask_name = _load(mask, mask_name, "mask")
+    check_inputs(image, mask, label=label, image_name=image_name, mask_name=mask_name,
+                 allow_grid_mismatch=bool(settings(params).get("correctMask")))
+    if mask.GetPixelID() != sitk.sitkUInt32:
+        mask = sitk.Cast(mask, sitk.sitkUInt32)  # integral values checked above; pyradiomics' own tests use UInt32
+    extractor = get_extractor(params)
+    try:
+        result = extractor.execute(image, mask, label=label)
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        # pyradiomics raises ValueError for ROIs it cannot use (too small after resampling,
+        # outside the image, wrong dimensionality for force2D, ...).
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if "geometr" in detail.lower() or "physical space" in detail.lower():
+            raise GeometryMismatchError(f"{image_name} / {mask_name}: {detail}") from None
+        raise InputError(f"{image_name} / {mask_name}: pyradiomics cannot extract this ROI ({detail})") from None
+    return {name: float(value) for name, value in result.items() if not name.startswith("diagnostics_")}
+
+
+def extract_task(image: str, mask: str, params: dict[str, Any], label: int = 1, image_name: str | None = None,
+                 mask_name: str | None = None) -> dict[str, float]:
+    """Runner entry point (importable by name in worker processes and Dask workers)."""
+    return extract(image, mask, params, label=label, image_name=image_name, mask_name=mask_name)

@@ -1,0 +1,113 @@
+"""Radiomics parameter sets: the shipped pyradiomics parameter files and user-supplied ones.
+
+A parameter set is the plain dict form of a pyradiomics parameter file (``imageType``,
+``featureClass``, ``setting``, optionally ``voxelSetting``).  Everything downstream (task hashes,
+provenance) works on this dict, so a YAML file and an equivalent JSON file give the same hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..provenance import sha256_json
+
+#: Shipped parameter files (in ``NACResponseLib/resources``), by short name.
+SHIPPED = {
+    "breast": "radiomics_breast.yaml",  # default 3D protocol (1,130 features)
+    "breast_2d": "radiomics_breast_2d.yaml",  # default for 2D images (ultrasound, mammography)
+    "fast": "radiomics_fast.yaml",  # Original image only (107 features): demo and tests
+    "ibsi": "radiomics_ibsi.yaml",  # IBSI-1 phantom settings
+}
+DEFAULT = "breast"
+DEFAULT_2D = "breast_2d"
+
+_SECTIONS = ("imageType", "featureClass", "setting", "voxelSetting")
+
+
+def shipped_path(name: str) -> Path:
+    """Path of a shipped parameter file (``breast``, ``breast_2d``, ``fast``, ``ibsi``)."""
+    if name not in SHIPPED:
+        raise InputError(f"unknown shipped radiomics parameter set {name!r} (choose from {sorted(SHIPPED)})")
+    return Path(str(resources.files("NACResponseLib") / "resources" / SHIPPED[name]))
+
+
+def load_params(source: str | Path | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parameter dict from a shipped name, a YAML/JSON file, or a dict (validated by pyradiomics).
+
+    ``None`` means the default breast protocol.  Raises :class:`InputError` naming the file when it
+    is missing, unparsable or rejected by pyradiomics' schema.
+    """
+    if source is None:
+        source = DEFAULT
+    if isinstance(source, dict):
+        params, where = copy.deepcopy(source), "parameter dict"
+    else:
+        text_source = str(source)
+        path = shipped_path(text_source) if text_source in SHIPPED else Path(text_source)
+        where = str(path)
+        if not path.is_file():
+            raise InputError(f"{path}: radiomics parameter file not found")
+        params = _parse_file(path)
+    unknown = set(params) - set(_SECTIONS)
+    if unknown:
+        raise InputError(f"{where}: unknown top-level keys {sorted(unknown)} (a pyradiomics parameter file has "
+                         f"{list(_SECTIONS)})")
+    params = {k: params[k] for k in _SECTIONS if params.get(k) is not None}
+    validate(params, where)
+    return params
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+        raise InputError(f"{path}: cannot parse radiomics parameter file ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a radiomics parameter file must be a mapping with imageType/featureClass/setting")
+    return data
+
+
+def validate(params: dict[str, Any], where: str = "parameter dict") -> None:
+    """Let pyradiomics check the parameters against its own schema."""
+    from .extractor import quiet_pyradiomics
+
+    quiet_pyradiomics()
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    try:
+        RadiomicsFeatureExtractor(copy.deepcopy(params))
+    except Exception as exc:  # pykwalify SchemaError, ValueError
+        message = str(exc).strip().splitlines()
+        raise InputError(f"{where}: invalid pyradiomics parameters ({' '.join(message[:3])})") from None
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Stable hash of a parameter dict (sorted keys), recorded in provenance and task keys."""
+    return sha256_json(params)
+
+
+def settings(params: dict[str, Any]) -> dict[str, Any]:
+    return dict(params.get("setting") or {})
+
+
+def is_2d(params: dict[str, Any]) -> bool:
+    """True when the parameters compute 2D features (force2D or the shape2D class)."""
+    return bool(settings(params).get("force2D")) or "shape2D" in (params.get("featureClass") or {})
+
+
+def with_settings(params: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """A copy of ``params`` with some ``setting`` entries replaced."""
+    out = copy.deepcopy(params)
+    out.setdefault("setting", {}).update(overrides)
+    return out

@@ -1,0 +1,380 @@
+"""The cohort runner: many independent tasks over a serial loop, a process pool or a Dask cluster.
+
+Why a runner of our own: pyradiomics' batch mode parallelises across cases only; we split work
+per (image, mask) and need the same resumable, fault-tolerant loop for later stages (segmentation
+inference, deep features).  Properties:
+
+* **Resumable** - each finished task's result is written atomically to
+  ``<results_dir>/<digest>.json`` where the digest hashes the task's function, identity,
+  input-file contents and version salt.  A rerun skips finished tasks; killing a run loses only
+  the tasks that were running.  Results are written by the worker itself, so a dead parent
+  loses nothing that finished.
+* **Fault-tolerant** - an exception in a task is recorded (``<digest>.failed.json``) with its
+  message, the run goes on, and the summary lists failures.  Failed tasks are retried on rerun.
+* **Executors** - ``serial`` (in-process, for debugging and tiny jobs), ``process`` (a local
+  ``ProcessPoolExecutor``, default) and ``dask`` (a ``dask.distributed`` scheduler address or
+  Client; workers must see the same file paths, e.g. a shared file system).
+* **Threads** - workers run with one thread each (SimpleITK, OpenMP, BLAS), so N workers use N
+  cores without oversubscription.
+* **Progress and cancel** - a :class:`~NACResponseLib.progress.Progress` (bar / JSON lines /
+  callback) and a :class:`~NACResponseLib.progress.CancelToken` checked while waiting.
+
+Task functions are referenced by import path (``"package.module:function"``) and take JSON-
+serialisable keyword arguments, so tasks pickle cheaply and hash stably; the return value must be
+JSON-serialisable (floats round-trip exactly).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .errors import CancelledError, InputError, NACError
+from .progress import CancelToken, Progress, ProgressCallback
+from .provenance import sha256_file, sha256_json
+
+log = logging.getLogger(__name__)
+
+MODES = ("serial", "process", "dask")
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work.
+
+    ``key`` names the task for people (unique within a run); ``function`` is an import path
+    ``"module:function"`` called as ``function(**kwargs)``.  The result digest hashes
+    ``function``, ``identity`` (default: ``kwargs``), the SHA-256 of every file in ``inputs`` and
+    ``version``; pass an ``identity`` without absolute paths so a moved study keeps its results.
+    """
+
+    key: str
+    function: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    identity: dict[str, Any] | None = None
+    version: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # carried to the result, not hashed
+
+    def digest(self) -> str:
+        files = [sha256_file(p) for p in self.inputs]
+        ident = self.kwargs if self.identity is None else self.identity
+        return sha256_json({"function": self.function, "identity": ident, "inputs": files,
+                            "version": self.version})
+
+
+@dataclass
+class RunSummary:
+    """Outcome of :func:`run_tasks`.  ``results`` / ``failures`` are keyed by task key."""
+
+    total: int = 0
+    computed: int = 0
+    reused: int = 0
+    failed: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+    mode: str = "serial"
+    workers: int = 1
+    results: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.computed + self.reused
+
+    def message(self, max_failures: int = 10) -> str:
+        text = (f"{self.done} done ({self.computed} computed, {self.reused} already finished), "
+                f"{self.failed} failed, of {self.total} tasks in {self.seconds:.1f} s "
+                f"[{self.mode}, {self.workers} worker(s)]")
+        if self.cancelled:
+            text += "; CANCELLED (a rerun resumes)"
+        for i, (key, err) in enumerate(self.failures.items()):
+            if i == max_failures:
+                text += f"\n  ... and {len(self.failures) - max_failures} more failures"
+                break
+            text += f"\n  FAILED {key}: {err}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "computed": self.computed, "reused": self.reused, "failed": self.failed,
+                "cancelled": self.cancelled, "seconds": round(self.seconds, 3), "mode": self.mode,
+                "workers": self.workers, "failures": dict(self.failures)}
+
+
+# ---- worker side ------------------------------------------------------------------------------
+
+_threads_limited = False
+
+
+def limit_threads() -> None:
+    """One thread per worker for SimpleITK/ITK, OpenMP and BLAS (idempotent, cheap)."""
+    global _threads_limited
+    if _threads_limited:
+        return
+    for name in _THREAD_ENV:
+        os.environ[name] = "1"
+    try:
+        import SimpleITK as sitk
+
+        sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(1)
+    except ImportError:  # pragma: no cover - SimpleITK is a core dependency
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    _threads_limited = True
+
+
+def _worker_init() -> None:
+    limit_threads()
+
+
+def resolve(function: str) -> Callable[..., Any]:
+    module, _, name = function.partition(":")
+    if not module or not name:
+        raise ValueError(f"task function must be 'module:function', got {function!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def _result_paths(results_dir: Path, digest: str) -> tuple[Path, Path]:
+    return results_dir / f"{digest}.json", results_dir / f"{digest}.failed.json"
+
+
+def execute_task(function: str, kwargs: dict[str, Any], key: str, digest: str, results_dir: str,
+                 meta: dict[str, Any] | None = None, write: bool = True) -> dict[str, Any]:
+    """Run one task and (by default) write its record atomically.  Never raises for task errors."""
+    limit_threads()
+    start = time.perf_counter()
+    record: dict[str, Any] = {"key": key, "digest": digest, "function": function, "meta": meta or {},
+                              "host": platform.node(), "pid": os.getpid()}
+    try:
+        value = resolve(function)(**kwargs)
+        record.update(status="done", value=value)
+    except Exception as exc:  # recorded, the run goes on
+        message = str(exc) if isinstance(exc, NACError) else f"{type(exc).__name__}: {exc}"
+        record.update(status="failed", error=message, error_type=type(exc).__name__)
+    record["seconds"] = round(time.perf_counter() - start, 4)
+    if write:
+        write_record(Path(results_dir), record)
+    return record
+
+
+def write_record(results_dir: Path, record: dict[str, Any]) -> None:
+    done_path, failed_path = _result_paths(results_dir, record["digest"])
+    if record["status"] == "done":
+        atomic_write_text(done_path, json.dumps(record, allow_nan=True))
+        if failed_path.exists():
+            failed_path.unlink(missing_ok=True)
+    else:
+        atomic_write_text(failed_path, json.dumps(record, allow_nan=True))
+
+
+def read_record(results_dir: str | Path, digest: str) -> dict[str, Any] | None:
+    """The finished record of a task digest, or None (a corrupt file counts as unfinished)."""
+    path = _result_paths(Path(results_dir), digest)[0]
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        log.warning("%s: unreadable result record; recomputing", path)
+        return None
+    return record if record.get("status") == "done" else None
+
+
+# ---- parent side ------------------------------------------------------------------------------
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | None = None, jobs: int | None = None,
+              scheduler: str | Any | None = None, stage: str = "tasks", progress: ProgressCallback | None = None,
+              progress_mode: str | None = None, cancel: CancelToken | None = None,
+              preload: Iterable[str] = ()) -> RunSummary:
+    """Run ``tasks``, skipping those already finished in ``results_dir``; return a :class:`RunSummary`.
+
+    ``mode``: ``"serial"``, ``"process"`` (default; ``jobs`` workers, default all cores) or
+    ``"dask"`` (``scheduler`` is a ``tcp://host:port`` address or a ``distributed.Client``;
+    giving ``scheduler`` implies dask).  ``preload``: modules the process-pool workers import
+    at start-up (the task functions' modules are added automatically).  Raises
+    :class:`CancelledError` when ``cancel`` is set; finished tasks stay on disk.
+    """
+    tasks = list(tasks)
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})[:5]
+        raise InputError(f"duplicate task keys: {dup}")
+    if mode is None:
+        mode = "dask" if scheduler is not None else "process"
+    if mode not in MODES:
+        raise InputError(f"runner mode must be one of {MODES}, got {mode!r}")
+    if mode == "dask" and scheduler is None:
+        raise InputError("dask mode needs a scheduler address (tcp://host:port) or a distributed.Client")
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    cancel = cancel or CancelToken()
+    start = time.perf_counter()
+    summary = RunSummary(total=len(tasks), mode=mode)
+
+    digests = {t.key: t.digest() for t in tasks}
+    values: dict[str, Any] = {}
+    todo: list[Task] = []
+    for t in tasks:
+        record = read_record(results_dir, digests[t.key])
+        if record is not None:
+            values[t.key] = record["value"]
+            summary.reused += 1
+        else:
+            todo.append(t)
+
+    def on_record(record: dict[str, Any], bar: Progress) -> None:
+        if record["status"] == "done":
+            values[record["key"]] = record["value"]
+            summary.computed += 1
+        else:
+            summary.failures[record["key"]] = record["error"]
+            summary.failed += 1
+        bar.update(1, record["key"])
+
+    with Progress(len(tasks), stage, mode=progress_mode, callback=progress) as bar:
+        if summary.reused:
+            bar.update(summary.reused, f"{summary.reused} already finished")
+        try:
+            if todo:
+                if mode == "serial" or (mode == "process" and (jobs or default_jobs()) == 1 and len(todo) == 1):
+                    summary.workers = 1
+                    _run_serial(todo, digests, results_dir, cancel, lambda r: on_record(r, bar))
+                elif mode == "process":
+                    summary.workers = min(jobs or default_jobs(), len(todo))
+                    _run_pool(todo, digests, results_dir, cancel, lambda r: on_record(r, bar), summary.workers,
+                              preload)
+                else:
+                    summary.workers = _run_dask(todo, digests, results_dir, cancel, lambda r: on_record(r, bar),
+                                                scheduler)
+        except CancelledError:
+            summary.cancelled = True
+            raise
+        finally:
+            summary.seconds = time.perf_counter() - start
+            summary.results = {k: values[k] for k in keys if k in values}
+            summary.failures = {k: summary.failures[k] for k in keys if k in summary.failures}
+    return summary
+
+
+def _task_args(t: Task, digests: dict[str, str], results_dir: Path) -> tuple:
+    return (t.function, t.kwargs, t.key, digests[t.key], str(results_dir), t.meta)
+
+
+def _run_serial(todo, digests, results_dir, cancel, on_record) -> None:
+    for t in todo:
+        cancel.check()
+        on_record(execute_task(*_task_args(t, digests, results_dir)))
+
+
+def _run_pool(todo, digests, results_dir, cancel, on_record, workers: int, preload) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # forkserver: workers fork from a clean single-threaded server (never from a parent that
+    # holds ITK/Dask/tqdm threads), with the task modules imported once in the server.
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        modules = sorted({"NACResponseLib.runner", *preload, *(t.function.partition(":")[0] for t in todo)})
+        ctx.set_forkserver_preload(modules)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    futures = {}
+    try:
+        for t in todo:
+            futures[pool.submit(execute_task, *_task_args(t, digests, results_dir))] = t
+        pending = set(futures)
+        while pending:
+            cancel.check()
+            finished, pending = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                t = futures[fut]
+                try:
+                    record = fut.result()
+                except BrokenProcessPool as exc:
+                    record = _crash_record(t, digests, f"worker process died ({exc}); out of memory?")
+                on_record(record)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _crash_record(t: Task, digests, error: str) -> dict[str, Any]:
+    return {"key": t.key, "digest": digests[t.key], "status": "failed", "error": error, "meta": t.meta}
+
+
+def _run_dask(todo, digests, results_dir, cancel, on_record, scheduler) -> int:
+    from distributed import Client, wait
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler, set_as_default=False)
+    own_client = client is not scheduler
+    futures = {}
+    try:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        for t in todo:
+            fut = client.submit(execute_task, *_task_args(t, digests, results_dir), pure=False,
+                                key=f"nacresponse-{t.key}-{digests[t.key][:12]}")
+            futures[fut] = t
+        pending = set(futures)
+        while pending:
+            cancel.check()
+            try:
+                done_set = wait(list(pending), timeout=_POLL_S, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                continue
+            for fut in done_set:
+                pending.discard(fut)
+                t = futures[fut]
+                try:
+                    record = fut.result()
+                except Exception as exc:  # worker died, task lost
+                    record = _crash_record(t, digests, f"dask task failed ({type(exc).__name__}: {exc})")
+                # Remote workers may not share our disk: make sure the record exists locally.
+                if record["status"] == "done" and read_record(results_dir, record["digest"]) is None:
+                    write_record(results_dir, record)
+                on_record(record)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        if own_client:
+            client.close()
+    return n_workers
+
+
+def local_cluster(n_workers: int = 2, **kwargs: Any):
+    """A loopback ``distributed.LocalCluster`` with process workers of one thread each (tests, laptops)."""
+    import dask
+    from distributed import LocalCluster
+
+    env = {name: "1" for name in _THREAD_ENV}
+    opts = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
+            "dashboard_address": None, "silence_logs": logging.ERROR}
+    opts.update(kwargs)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+        return LocalCluster(**opts)
