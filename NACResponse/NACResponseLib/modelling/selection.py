@@ -1,0 +1,378 @@
+"""Leakage-free feature selection as scikit-learn transformers (fitted on training folds only).
+
+Order (issue 7): ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
+associated with the target) -> Mann-Whitney U (Spearman test for a continuous target) -> z-score
+-> [optional PCA] -> LASSO with k-fold CV choosing lambda.  Every threshold is a parameter.
+
+All steps take and return pandas DataFrames so feature names survive the pipeline (they are what
+the report, the artefact and per-case explanations show).  They also accept NumPy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+def _frame(X, names=None):
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        return X
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    return pd.DataFrame(X, columns=names if names is not None else [f"x{i}" for i in range(X.shape[1])])
+
+
+class ColumnSelector(TransformerMixin, BaseEstimator):
+    """Base class: ``fit`` sets ``feature_names_in_`` and a boolean ``support_``."""
+
+    def _names_in(self, X) -> list[str]:
+        return [str(c) for c in _frame(X).columns]
+
+    def transform(self, X):
+        X = _frame(X, getattr(self, "feature_names_in_", None))
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"{type(self).__name__}: input lacks {len(missing)} fitted feature(s), "
+                             f"e.g. {missing[:3]}")
+        kept = [c for c, s in zip(self.feature_names_in_, self.support_) if s]
+        return X.loc[:, kept]
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array([c for c, s in zip(self.feature_names_in_, self.support_) if s], dtype=object)
+
+    def get_support(self) -> np.ndarray:
+        return np.asarray(self.support_, dtype=bool)
+
+
+def icc_suffix(column: str) -> str | None:
+    """``<image>__<feature>`` of a wide radiomics column (timepoint or delta prefix removed)."""
+    parts = column.split("__")
+    parts = parts[2:] if parts[0].startswith("delta") else parts[1:]
+    return "__".join(parts) if len(parts) == 2 else None
+
+
+class ICCWhitelist(ColumnSelector):
+    """Keep radiomics columns whose ``<image>__<feature>`` passed the reproducibility (ICC) screen.
+
+    ``whitelist``: {suffix: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
+    Columns whose suffix the table does not mention (deep or clinical features, or radiomics the
+    ICC study did not cover) follow ``unknown`` ("keep" or "drop").
+    """
+
+    def __init__(self, whitelist: dict[str, bool] | None = None, unknown: str = "keep"):
+        self.whitelist = whitelist
+        self.unknown = unknown
+
+    def fit(self, X, y=None):
+        if self.unknown not in ("keep", "drop"):
+            raise ValueError(f"unknown must be 'keep' or 'drop', got {self.unknown!r}")
+        self.feature_names_in_ = self._names_in(X)
+        if self.whitelist is None:
+            self.support_ = np.ones(len(self.feature_names_in_), bool)
+            return self
+        keep = []
+        for c in self.feature_names_in_:
+            s = icc_suffix(c)
+            if s is not None and s in self.whitelist:
+                keep.append(bool(self.whitelist[s]))
+            else:
+                keep.append(self.unknown == "keep")
+        self.support_ = np.array(keep, bool)
+        return self
+
+
+class NearConstantFilter(ColumnSelector):
+    """Drop features with (almost) no variation: variance <= ``min_variance`` or one value shared
+    by more than ``max_mode_fraction`` of the training cases."""
+
+    def __init__(self, min_variance: float = 1e-12, max_mode_fraction: float = 0.95):
+        self.min_variance = min_variance
+        self.max_mode_fraction = max_mode_fraction
+
+    def fit(self, X, y=None):
+        X = _frame(X)
+        self.feature_names_in_ = self._names_in(X)
+        a = X.to_numpy(dtype=float)
+        var = np.nanvar(a, axis=0)
+        mode_frac = np.array([np.unique(col[np.isfinite(col)], return_counts=True)[1].max() / max(1, np.isfinite(col).sum())
+                              if np.isfinite(col).any() else 1.0 for col in a.T])
+        self.support_ = (var > self.min_variance) & (mode_frac <= self.max_mode_fraction)
+        return self
+
+
+def _spearman_matrix(a: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    r = rankdata(a, axis=0)
+    r = r - r.mean(axis=0)
+    sd = np.sqrt((r ** 2).sum(axis=0))
+    sd[sd == 0] = 1.0
+    r = r / sd
+    return r.T @ r
+
+
+def target_association(X, y) -> np.ndarray:
+    """|Spearman rho| of each feature with the target (binary or continuous)."""
+    a = _frame(X).to_numpy(dtype=float)
+    y = np.asarray(y, dtype=float).ravel()
+    corr = _spearman_matrix(np.column_stack([y, a]))
+    return np.abs(corr[0, 1:])
+
+
+class SpearmanRedundancy(ColumnSelector):
+    """Among features correlated with |Spearman rho| > ``threshold``, keep the one more associated
+    with the target: greedy over features sorted by |rho with y|, a feature is kept unless it is
+    too correlated with one already kept."""
+
+    def __init__(self, threshold: float = 0.80):
+        self.threshold = threshold
+
+    def fit(self, X, y):
+        X = _frame(X)
+        self.feature_names_in_ = self._names_in(X)
+        a = X.to_numpy(dtype=float)
+        assoc = target_association(a, y)
+        self.association_ = assoc
+        corr = np.abs(_spearman_matrix(a))
+        kept: list[int] = []
+        for j in np.argsort(-assoc, kind="mergesort"):
+            if all(corr[j, k] <= self.threshold for k in kept):
+                kept.append(int(j))
+        self.support_ = np.zeros(a.shape[1], bool)
+        self.support_[kept] = True
+        return self
+
+
+class UnivariateFilter(ColumnSelector):
+    """Keep features with univariate p < ``alpha``: Mann-Whitney U for a binary target, Spearman's
+    test for a continuous one.  If none pass, the ``min_keep`` smallest p-values are kept so the
+    model can still be fitted (recorded in ``fallback_``)."""
+
+    def __init__(self, alpha: float = 0.05, min_keep: int = 1, task: str = "classification"):
+        self.alpha = alpha
+        self.min_keep = min_keep
+        self.task = task
+
+    def fit(self, X, y):
+        from scipy import stats
+
+        X = _frame(X)
+        self.feature_names_in_ = self._names_in(X)
+        a = X.to_numpy(dtype=float)
+        y = np.asarray(y).ravel()
+        if a.shape[1] == 0:
+            self.pvalues_ = np.zeros(0)
+            self.support_ = np.zeros(0, bool)
+            self.fallback_ = False
+            return self
+        if self.task == "classification":
+            with np.errstate(all="ignore"):
+                p = stats.mannwhitneyu(a[y == 1], a[y == 0], axis=0, alternative="two-sided").pvalue
+        else:
+            p = np.array([stats.spearmanr(col, y).pvalue for col in a.T])
+        p = np.where(np.isfinite(p), p, 1.0)
+        self.pvalues_ = p
+        support = p < self.alpha
+        self.fallback_ = bool(support.sum() < min(self.min_keep, len(p)))
+        if self.fallback_:
+            support = np.zeros(len(p), bool)
+            support[np.argsort(p, kind="mergesort")[: self.min_keep]] = True
+        self.support_ = support
+        return self
+
+
+class ZScore(TransformerMixin, BaseEstimator):
+    """Standardise with the training mean and SD (SD 0 -> 1)."""
+
+    def fit(self, X, y=None):
+        X = _frame(X)
+        self.feature_names_in_ = [str(c) for c in X.columns]
+        a = X.to_numpy(dtype=float)
+        self.mean_ = a.mean(axis=0)
+        sd = a.std(axis=0)
+        self.scale_ = np.where(sd > 0, sd, 1.0)
+        return self
+
+    def transform(self, X):
+        import pandas as pd
+
+        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
+        return pd.DataFrame((X.to_numpy(dtype=float) - self.mean_) / self.scale_,
+                            columns=self.feature_names_in_, index=X.index)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(self.feature_names_in_, dtype=object)
+
+
+class MedianImputer(TransformerMixin, BaseEstimator):
+    """Replace missing values with the training median (a column all-missing in training -> 0)."""
+
+    def fit(self, X, y=None):
+        X = _frame(X)
+        self.feature_names_in_ = [str(c) for c in X.columns]
+        a = X.to_numpy(dtype=float)
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(a, axis=0) if a.size else np.zeros(a.shape[1])
+        self.statistics_ = np.where(np.isfinite(med), med, 0.0)
+        return self
+
+    def transform(self, X):
+        import pandas as pd
+
+        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
+        a = X.to_numpy(dtype=float).copy()
+        bad = ~np.isfinite(a)
+        a[bad] = np.broadcast_to(self.statistics_, a.shape)[bad]
+        return pd.DataFrame(a, columns=self.feature_names_in_, index=X.index)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(self.feature_names_in_, dtype=object)
+
+
+class PCAProjection(TransformerMixin, BaseEstimator):
+    """Principal components of the (standardised) features: an optional reduction for the many,
+    correlated deep features.  ``n_components`` <= 0 or None -> identity."""
+
+    def __init__(self, n_components: int | None = None):
+        self.n_components = n_components
+
+    def fit(self, X, y=None):
+        X = _frame(X)
+        self.feature_names_in_ = [str(c) for c in X.columns]
+        a = X.to_numpy(dtype=float)
+        self.mean_ = a.mean(axis=0)
+        if not self.n_components or self.n_components <= 0:
+            self.components_ = np.eye(a.shape[1])
+            self.names_out_ = list(self.feature_names_in_)
+            return self
+        k = int(min(self.n_components, a.shape[0], a.shape[1]))
+        _, _, vt = np.linalg.svd(a - self.mean_, full_matrices=False)
+        # deterministic sign: largest-magnitude loading positive
+        signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
+        signs[signs == 0] = 1
+        self.components_ = (vt * signs[:, None])[:k]
+        self.names_out_ = [f"pc{i + 1}" for i in range(k)]
+        return self
+
+    def transform(self, X):
+        import pandas as pd
+
+        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
+        z = (X.to_numpy(dtype=float) - self.mean_) @ self.components_.T
+        return pd.DataFrame(z, columns=self.names_out_, index=X.index)
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(self.names_out_, dtype=object)
+
+
+class LassoSelector(ColumnSelector):
+    """L1-penalised logistic (binary target) or linear (continuous) regression with k-fold CV
+    choosing lambda; keeps features with non-zero coefficients (``coef_`` holds them).  If the CV
+    optimum keeps none, the single feature with the largest |coefficient| along the path at the
+    weakest penalty is kept (``fallback_``)."""
+
+    def __init__(self, cv: int = 10, n_lambdas: int = 20, task: str = "classification",
+                 random_state: int = 0, max_iter: int = 5000):
+        self.cv = cv
+        self.n_lambdas = n_lambdas
+        self.task = task
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def fit(self, X, y):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        X = _frame(X)
+        self.feature_names_in_ = self._names_in(X)
+        a = X.to_numpy(dtype=float)
+        y = np.asarray(y).ravel()
+        self.fallback_ = False
+        if a.shape[1] == 0:
+            self.coef_ = np.zeros(0)
+            self.support_ = np.zeros(0, bool)
+            return self
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            if self.task == "classification":
+                from sklearn.linear_model import LogisticRegressionCV
+
+                n_min = int(min(np.sum(y == 1), np.sum(y == 0)))
+                folds = StratifiedKFold(max(2, min(self.cv, n_min)), shuffle=True, random_state=self.random_state)
+                model = LogisticRegressionCV(Cs=self.n_lambdas, cv=folds, penalty="l1", solver="liblinear",
+                                             scoring="roc_auc", max_iter=self.max_iter,
+                                             random_state=self.random_state)
+                model.fit(a, y.astype(int))
+                coef = model.coef_.ravel()
+                self.lambda_ = float(1.0 / model.C_[0])
+                path = model.coefs_paths_[1] if 1 in model.coefs_paths_ else next(iter(model.coefs_paths_.values()))
+                weakest = np.abs(path[:, -1, : a.shape[1]]).mean(axis=0)
+            else:
+                from sklearn.linear_model import LassoCV
+
+                folds = KFold(max(2, min(self.cv, len(y))), shuffle=True, random_state=self.random_state)
+                model = LassoCV(n_alphas=self.n_lambdas, cv=folds, max_iter=self.max_iter,
+                                random_state=self.random_state)
+                model.fit(a, y.astype(float))
+                coef = model.coef_.ravel()
+                self.lambda_ = float(model.alpha_)
+                weakest = np.abs(np.asarray(model.path(a, y, alphas=[model.alphas_[-1]])[1])[:, 0])
+        self.coef_ = coef
+        support = coef != 0
+        if not support.any():
+            self.fallback_ = True
+            support[int(np.argmax(weakest))] = True
+        self.support_ = support
+        return self
+
+
+@dataclass
+class SelectionConfig:
+    """Thresholds of the selection chain (all configurable from the CLI and the Slicer module)."""
+
+    icc_unknown: str = "keep"
+    min_variance: float = 1e-12
+    max_mode_fraction: float = 0.95
+    spearman_threshold: float = 0.80
+    univariate_alpha: float = 0.05
+    min_keep: int = 1
+    pca_components: int | None = None
+    lasso: bool = True
+    lasso_cv: int = 10
+    lasso_lambdas: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def selection_steps(config: SelectionConfig | None = None, *, whitelist: dict[str, bool] | None = None,
+                    task: str = "classification", random_state: int = 0) -> list[tuple[str, Any]]:
+    """The named pipeline steps, in the issue's order (imputation first: it is fitted too)."""
+    c = config or SelectionConfig()
+    steps: list[tuple[str, Any]] = [
+        ("impute", MedianImputer()),
+        ("icc", ICCWhitelist(whitelist=whitelist, unknown=c.icc_unknown)),
+        ("near_constant", NearConstantFilter(c.min_variance, c.max_mode_fraction)),
+        ("redundancy", SpearmanRedundancy(c.spearman_threshold)),
+        ("univariate", UnivariateFilter(c.univariate_alpha, c.min_keep, task)),
+        ("zscore", ZScore()),
+    ]
+    if c.pca_components:
+        steps.append(("pca", PCAProjection(c.pca_components)))
+    if c.lasso:
+        steps.append(("lasso", LassoSelector(c.lasso_cv, c.lasso_lambdas, task, random_state)))
+    return steps
