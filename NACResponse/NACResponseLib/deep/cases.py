@@ -1,0 +1,89 @@
+"""Which (patient, timepoint, reader) ROIs the deep stages process, and how their inputs are read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import SimpleITK as sitk
+
+from ..errors import MissingTimepointError, NACError
+from ..imageio import read_image, read_mask
+from ..study import Cohort, Image, Segmentation, Timepoint, timepoint_order
+
+#: DCE early post-contrast, then ADC (or DWI when there is no ADC map), then T2.
+DEFAULT_CHANNELS = ("dce_early", "adc|dwi", "t2w")
+
+
+@dataclass(frozen=True)
+class Case:
+    patient_id: str
+    timepoint: str
+    reader: str  # wide-table reader id (``R1`` or ``R1.monai``)
+    segmentation: Segmentation
+
+    @property
+    def key(self) -> str:
+        return f"{self.patient_id}__{self.timepoint}__{self.reader}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.patient_id}/{self.timepoint}/{self.reader}"
+
+
+def cohort_cases(cohort: Cohort, *, readers: list[str] | None = None,
+                 timepoints: list[str] | None = None) -> list[Case]:
+    """All segmentations in the cohort (optionally filtered), one Case each.
+
+    ``readers`` may name a reader (``R1``: all their methods) or a wide id (``R1.monai``).
+    """
+    methods: dict[str, set[str]] = {}
+    for p in cohort:
+        for t in p.timepoints.values():
+            for s in t.segmentations:
+                methods.setdefault(s.reader, set()).add(s.method)
+    cases = []
+    for p in sorted(cohort, key=lambda p: p.patient_id):
+        for t in p.ordered_timepoints():
+            if timepoints and t.name not in timepoints:
+                continue
+            for s in t.segmentations:
+                wide = s.reader if len(methods[s.reader]) == 1 else f"{s.reader}.{s.method}"
+                if readers and s.reader not in readers and wide not in readers:
+                    continue
+                cases.append(Case(p.patient_id, t.name, wide, s))
+    cases.sort(key=lambda c: (c.patient_id, timepoint_order(c.timepoint), c.reader))
+    return cases
+
+
+def resolve_image(timepoint: Timepoint, spec: str, where: str) -> Image:
+    """The image for a channel spec; ``"adc|dwi"`` takes the first key that exists."""
+    for key in spec.split("|"):
+        if timepoint.has_image(key.strip()):
+            return timepoint.image(key.strip())
+    raise MissingTimepointError(f"{where}: no image for channel {spec!r} at timepoint {timepoint.name!r} "
+                                f"(images there: {[i.key for i in timepoint.images]})")
+
+
+def read_case_images(store, case: Case, channels: tuple[str, ...] | list[str]) -> tuple[list[sitk.Image], list[str]]:
+    """Read the channel images of a case (errors name the patient, timepoint and file)."""
+    tp = store.cohort[case.patient_id].timepoint(case.timepoint)
+    images, names = [], []
+    for spec in channels:
+        img = resolve_image(tp, spec, case.name)
+        images.append(read_image(store.path(img.path)))
+        names.append(img.key)
+    return images, names
+
+
+def read_case_mask(store, case: Case) -> sitk.Image:
+    """The case's tumour mask, checked for emptiness and its label (InputError names the file)."""
+    seg = case.segmentation
+    return read_mask(store.path(seg.path), label=seg.label)
+
+
+def describe_failure(case: Case, exc: BaseException) -> dict[str, str]:
+    """One row of a failure list; unexpected exceptions keep their type name."""
+    message = str(exc) if isinstance(exc, NACError) else f"{type(exc).__name__}: {exc}"
+    if case.name not in message:
+        message = f"{case.name}: {message}"
+    return {"patient_id": case.patient_id, "timepoint": case.timepoint, "reader": case.reader, "error": message}
