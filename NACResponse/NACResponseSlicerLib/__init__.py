@@ -1,0 +1,1 @@
+"""Slicer layer helpers of NACResponse (see docs/sections/9-slicer.md)."""

@@ -1,0 +1,78 @@
+"""Argument lists of the ``nacresponse`` commands the panels run in the background (Slicer-free).
+
+One function per command, so a test can parse every list with the real CLI parser
+(``NACResponseLib.cli.build_parser``) and a renamed option fails in CI, not in front of a user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _path(value) -> str:
+    return str(Path(value))
+
+
+def import_dicom(source_dir, study_dir) -> list[str]:
+    return ["import", _path(source_dir), _path(study_dir), "--dicom"]
+
+
+def validate(study) -> list[str]:
+    return ["validate", _path(study)]
+
+
+def radiomics(study, jobs: int = 2, patients: Sequence[str] | None = None) -> list[str]:
+    args = ["features", "radiomics", _path(study), "--jobs", str(int(jobs))]
+    if patients:
+        args += ["--patients", ",".join(patients)]
+    return args
+
+
+def deep_features(study, weights=None, bundle=None) -> list[str]:
+    args = ["features", "deep", _path(study)]
+    if weights:
+        args += ["--weights", _path(weights)]
+    if bundle:
+        args += ["--bundle", _path(bundle)]
+    return args
+
+
+def agreement(study) -> list[str]:
+    return ["agreement", _path(study)]
+
+
+def icc(study, threshold: float = 0.8, form: str = "ICC2") -> list[str]:
+    return ["icc", _path(study), "--threshold", f"{float(threshold):g}", "--form", form]
+
+
+def seg_predict(study, bundle, patients: Sequence[str], timepoints: Sequence[str]) -> list[str]:
+    return ["seg", "predict", _path(study), "--bundle", _path(bundle), "--patients", ",".join(patients),
+            "--timepoints", ",".join(timepoints)]
+
+
+def model_predict(study, model, patient: str, out) -> list[str]:
+    return ["model", "predict", _path(study), "--model", _path(model), "--patient", patient, "--out", _path(out)]
+
+
+def mc_detect(study, patients: Sequence[str]) -> list[str]:
+    return ["mc", "detect", _path(study), "--patients", ",".join(patients)]
+
+
+def mc_compare(study, patients: Sequence[str]) -> list[str]:
+    return ["mc", "compare", _path(study), "--patients", ",".join(patients)]
+
+
+#: Every builder with example arguments, for the CLI-compatibility test.
+EXAMPLES = {
+    "import_dicom": lambda s: import_dicom(s / "dicom", s / "new"),
+    "validate": lambda s: validate(s),
+    "radiomics": lambda s: radiomics(s, 2, ["P001"]),
+    "deep_features": lambda s: deep_features(s, s / "w.pth"),
+    "agreement": lambda s: agreement(s),
+    "icc": lambda s: icc(s, 0.8),
+    "seg_predict": lambda s: seg_predict(s, s / "bundle", ["P001"], ["pre", "post"]),
+    "model_predict": lambda s: model_predict(s, s / "model", "P001", s / "prediction.json"),
+    "mc_detect": lambda s: mc_detect(s, ["P001"]),
+    "mc_compare": lambda s: mc_compare(s, ["P001"]),
+}

@@ -1,0 +1,58 @@
+"""Tables and plots in the scene: data frames -> ``vtkMRMLTableNode``, columns -> plot charts."""
+
+from __future__ import annotations
+
+import slicer
+import vtk
+
+from .table_data import table_columns
+
+_ARRAY_TYPES = {"double": vtk.vtkDoubleArray, "int": vtk.vtkIntArray, "string": vtk.vtkStringArray}
+
+
+def tableNodeFromDataFrame(frame, name: str, tableNode=None, maxRows: int | None = None):
+    """Replace the content of ``tableNode`` (or a new one named ``name``) with a data frame."""
+    if tableNode is None:
+        tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    wasModifying = tableNode.StartModify()
+    try:
+        tableNode.RemoveAllColumns()
+        for column in table_columns(frame, max_rows=maxRows):
+            array = _ARRAY_TYPES[column.kind]()
+            array.SetName(column.name)
+            for value in column.values:
+                array.InsertNextValue(value)
+            tableNode.AddColumn(array)
+        tableNode.SetName(name)
+    finally:
+        tableNode.EndModify(wasModifying)
+    return tableNode
+
+
+def showTable(tableNode) -> None:
+    """Show a table in the layout's table view."""
+    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
+    slicer.app.applicationLogic().PropagateTableSelection()
+
+
+def plotChart(tableNode, xColumn: str, yColumns: list[str], title: str, xTitle: str, yTitle: str,
+              chartNode=None, lineOnly: bool = True, show: bool = True):
+    """A chart with one series per y column (e.g. ROC: FPR vs TPR; calibration: predicted vs observed)."""
+    if chartNode is None:
+        chartNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", title)
+    chartNode.RemoveAllPlotSeriesNodeIDs()
+    for yColumn in yColumns:
+        seriesNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{title} {yColumn}")
+        seriesNode.SetAndObserveTableNodeID(tableNode.GetID())
+        seriesNode.SetXColumnName(xColumn)
+        seriesNode.SetYColumnName(yColumn)
+        seriesNode.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+        if lineOnly:
+            seriesNode.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+        chartNode.AddAndObservePlotSeriesNodeID(seriesNode.GetID())
+    chartNode.SetTitle(title)
+    chartNode.SetXAxisTitle(xTitle)
+    chartNode.SetYAxisTitle(yTitle)
+    if show:
+        slicer.modules.plots.logic().ShowChartInLayout(chartNode)
+    return chartNode

@@ -1,0 +1,215 @@
+"""In-Slicer self-test of every panel's logic, without GUI interaction (``NACResponseTest``).
+
+Each function takes the running ``unittest.TestCase``.  A small synthetic study is generated into a
+temporary folder (no network); in testing mode nothing is installed, so tests that need a core
+dependency missing from Slicer's Python skip with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+
+import numpy as np
+import slicer
+
+TESTS = [
+    "test_geometry_round_trip",
+    "test_segmentation_export_on_reference",
+    "test_tables_and_plots",
+    "test_markups",
+    "test_installer_in_testing_mode",
+    "test_study_panel",
+    "test_reader_session",
+    "test_ftv_and_recist",
+    "test_background_runner",
+]
+
+_study = {}
+
+
+def _requireCore(t) -> None:
+    missing = [m for m in ("pandas", "pyarrow", "yaml", "jsonschema", "scipy") if importlib.util.find_spec(m) is None]
+    if missing:
+        t.skipTest(f"core dependencies not installed in Slicer's Python: {missing}")
+
+
+def _syntheticStudy(t):
+    """A 2-patient synthetic study, generated once per test run."""
+    _requireCore(t)
+    if "store" not in _study:
+        from NACResponseLib.importers import import_folder
+        from NACResponseLib.synthetic import generate_cohort
+
+        root = tempfile.mkdtemp(prefix="nacresponse-selftest-")
+        source = generate_cohort(os.path.join(root, "source"), n_patients=2, seed=3)
+        _study["store"] = import_folder(source, os.path.join(root, "study"))
+    return _study["store"]
+
+
+def _obliqueImage():
+    import SimpleITK as sitk
+
+    array = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.7, 0.8, 2.5))
+    image.SetOrigin((10.0, -20.0, 5.0))
+    angle = np.deg2rad(20)
+    image.SetDirection((np.cos(angle), -np.sin(angle), 0.0, np.sin(angle), np.cos(angle), 0.0, 0.0, 0.0, 1.0))
+    return image
+
+
+def test_geometry_round_trip(t) -> None:
+    """SimpleITK (LPS) -> volume node (RAS) -> SimpleITK keeps voxels and geometry; a physical point
+    maps to the same RAS position Slicer computes."""
+    import SimpleITK as sitk
+
+    from .volumes import imageFromVolume, volumeFromImage
+
+    image = _obliqueImage()
+    node = volumeFromImage(image, "geometry test")
+    back = imageFromVolume(node)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
+    np.testing.assert_allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-9)
+    np.testing.assert_allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-9)
+    np.testing.assert_allclose(back.GetDirection(), image.GetDirection(), atol=1e-9)
+    lps = image.TransformIndexToPhysicalPoint((3, 2, 1))
+    ras = [0.0, 0.0, 0.0, 1.0]
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    matrix.MultiplyPoint([3, 2, 1, 1], ras)
+    np.testing.assert_allclose(ras[:3], [-lps[0], -lps[1], lps[2]], atol=1e-9)
+
+
+def test_segmentation_export_on_reference(t) -> None:
+    """A mask imported into a segmentation and exported on the reference volume is the same mask."""
+    import SimpleITK as sitk
+
+    from .segmentations import exportToLabelmapImage, importLabelmapImage, newSegmentationNode
+    from .volumes import volumeFromImage
+
+    image = _obliqueImage()
+    reference = volumeFromImage(image, "reference")
+    mask = np.zeros((4, 5, 6), np.uint8)
+    mask[1:3, 1:4, 2:5] = 1
+    maskImage = sitk.GetImageFromArray(mask)
+    maskImage.CopyInformation(image)
+    segmentationNode = newSegmentationNode("export test", reference)
+    ids = importLabelmapImage(maskImage, segmentationNode, reference, "tumour")
+    t.assertEqual(len(ids), 1)
+    exported = exportToLabelmapImage(segmentationNode, reference, ids)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(exported) > 0, mask > 0)
+    np.testing.assert_allclose(exported.GetOrigin(), image.GetOrigin(), atol=1e-6)
+
+
+def test_tables_and_plots(t) -> None:
+    if importlib.util.find_spec("pandas") is None:
+        t.skipTest("pandas not installed in Slicer's Python")
+    import pandas as pd
+
+    from .mrml_tables import plotChart, tableNodeFromDataFrame
+
+    frame = pd.DataFrame({"fpr": [0.0, 0.5, 1.0], "tpr": [0.0, 0.8, 1.0], "name": ["a", None, "c"],
+                          "kept": [True, False, True]})
+    tableNode = tableNodeFromDataFrame(frame, "roc")
+    t.assertEqual(tableNode.GetNumberOfColumns(), 4)
+    t.assertEqual(tableNode.GetNumberOfRows(), 3)
+    np.testing.assert_allclose(slicer.util.arrayFromTableColumn(tableNode, "tpr"), [0.0, 0.8, 1.0])
+    t.assertEqual(tableNode.GetCellText(1, 2), "")
+    chart = plotChart(tableNode, "fpr", ["tpr"], "ROC", "1 - specificity", "sensitivity", show=False)
+    t.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 1)
+
+
+def test_markups(t) -> None:
+    from .markups import lineLengthMm, lineWithLength, pointListFromRAS, rasFromPointList
+
+    points = np.array([[1.0, 2.0, 3.0], [4.0, 6.0, 3.0]])
+    pointList = pointListFromRAS(points, "points")
+    np.testing.assert_allclose(rasFromPointList(pointList), points)
+    line = lineWithLength(points[0], points[1], "extent", centimetres=True)
+    t.assertAlmostEqual(lineLengthMm(line), 5.0, places=6)
+    t.assertEqual(line.GetMeasurement("length").GetUnits(), "cm")
+
+
+def test_installer_in_testing_mode(t) -> None:
+    """In testing mode the installer reports what is missing but never installs."""
+    from .installer import currentPlan, ensureDependencies
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources", "requirements.txt")
+    plan = currentPlan(path)
+    t.assertEqual(ensureDependencies(path), plan.empty)
+
+
+def test_study_panel(t) -> None:
+    from .naming import volume_name
+    from .panels import PanelLogic
+
+    store = _syntheticStudy(t)
+    logic = PanelLogic()
+    logic.openStudy(store.root)
+    patient = logic.patientIds()[0]
+    nodeA, nodeB = logic.loadTimepoints(patient, "pre", "post", "dce_early")
+    t.assertEqual(nodeA.GetName(), volume_name(patient, "pre", "dce_early"))
+    t.assertEqual(nodeB.GetName(), volume_name(patient, "post", "dce_early"))
+    t.assertFalse(nodeA.GetDisplayNode().GetAutoWindowLevel())
+    shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+    folder = shNode.GetItemParent(shNode.GetItemByDataNode(nodeA))
+    t.assertEqual(shNode.GetItemName(folder), f"{patient} pre")
+    again, _ = logic.loadTimepoints(patient, "pre", "post", "dce_early")
+    t.assertIs(again, nodeA)  # loaded once
+
+
+def test_reader_session(t) -> None:
+    """A reader gets only their own work; Save stores a version under that reader."""
+    from NACResponseLib.sessions import create_session
+
+    from .panels import READER_ATTRIBUTE, PanelLogic
+
+    store = _syntheticStudy(t)
+    create_session(store, "selftest", ["S1", "S2"], timepoints=["pre"], seed=1)
+    logic = PanelLogic()
+    logic.openStudy(store.root)
+    other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "someone else")
+    other.SetAttribute(READER_ATTRIBUTE, "S2")
+    logic.openReaderSession("selftest", "S1")
+    t.assertIsNone(slicer.mrmlScene.GetNodeByID(other.GetID()))  # other reader's work removed
+    reference, segmentationNode, caseId = logic.loadNextSessionCase("S1")
+    segmentId = segmentationNode.GetSegmentation().GetNthSegmentID(0)
+    array = np.zeros(slicer.util.arrayFromVolume(reference).shape, np.uint8)
+    centre = tuple(s // 2 for s in array.shape)
+    array[centre[0] - 2:centre[0] + 2, centre[1] - 3:centre[1] + 3, centre[2] - 3:centre[2] + 3] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentationNode, segmentId, reference)
+    path = logic.saveSessionSegmentation("S1", caseId, segmentationNode)
+    t.assertTrue(os.path.isfile(str(path)))
+    t.assertIn("S1", str(path))
+    t.assertIn("1/", logic.sessionProgressText("S1"))
+
+
+def test_ftv_and_recist(t) -> None:
+    from .panels import PanelLogic
+
+    store = _syntheticStudy(t)
+    logic = PanelLogic()
+    logic.openStudy(store.root)
+    patient = logic.patientIds()[0]
+    result = logic.runFtv(patient, "pre", None, 70.0, 0.0, 30.0)
+    t.assertGreater(result["volume_cm3"], 0.0)
+    lines = logic.showRecistLines(result["segmentationNode"])
+    t.assertEqual(len(lines), 1)
+    t.assertGreater(lines[0][1], 5.0)
+
+
+def test_background_runner(t) -> None:
+    """'nacresponse validate' runs in a separate process with JSON progress; the GUI thread polls it."""
+    from .qt_runner import BackgroundTask
+
+    store = _syntheticStudy(t)
+    events = []
+    task = BackgroundTask(["validate", str(store.root)], "validate", onProgress=events.append).start()
+    result = task.waitForCompletion(300)
+    t.assertIsNotNone(result)
+    t.assertEqual(result.returncode, 0, "\n".join(result.log))
+    t.assertTrue(events and events[-1].done == events[-1].total)

@@ -1,0 +1,71 @@
+"""Show a patient's timepoints: volumes named ``P012 pre DCE-early`` in subject-hierarchy folders,
+two timepoints side by side in linked axial views with a readable window/level."""
+
+from __future__ import annotations
+
+import slicer
+
+from .naming import timepoint_folder_name, volume_name
+from .volumes import loadImageFile, setWindowLevelFromData
+
+#: Views of the side-by-side layout (vtkMRMLLayoutNode.SlicerLayoutSideBySideView): Red | Yellow.
+SIDE_BY_SIDE_VIEWS = ("Red", "Yellow")
+
+
+def subjectFolder(patientId: str, timepoint: str | None = None) -> int:
+    """Subject item for the patient (and a folder item per timepoint), created once and reused."""
+    shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+    sceneItem = shNode.GetSceneItemID()
+    subjectItem = shNode.GetItemChildWithName(sceneItem, patientId)
+    if not subjectItem:
+        subjectItem = shNode.CreateSubjectItem(sceneItem, patientId)
+    if timepoint is None:
+        return subjectItem
+    folderName = timepoint_folder_name(patientId, timepoint)
+    folderItem = shNode.GetItemChildWithName(subjectItem, folderName)
+    if not folderItem:
+        folderItem = shNode.CreateFolderItem(subjectItem, folderName)
+    return folderItem
+
+
+def placeInFolder(node, patientId: str, timepoint: str) -> None:
+    shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+    shNode.SetItemParent(shNode.GetItemByDataNode(node), subjectFolder(patientId, timepoint))
+
+
+def findLoadedVolume(name: str):
+    for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+        if node.GetName() == name and not node.IsA("vtkMRMLLabelMapVolumeNode"):
+            return node
+    return None
+
+
+def loadTimepointImage(store, patientId: str, timepoint: str, imageKey: str):
+    """Load (once) one image of one timepoint from a StudyStore and return its volume node."""
+    name = volume_name(patientId, timepoint, imageKey)
+    existing = findLoadedVolume(name)
+    if existing is not None:
+        return existing
+    image = store.cohort[patientId].timepoint(timepoint).image(imageKey)
+    volumeNode = loadImageFile(str(store.path(image.path)), name)
+    setWindowLevelFromData(volumeNode)
+    placeInFolder(volumeNode, patientId, timepoint)
+    return volumeNode
+
+
+def showSideBySide(leftVolume, rightVolume) -> None:
+    """Left | right in linked axial slice views, each fitted to its volume."""
+    layoutManager = slicer.app.layoutManager()
+    if layoutManager is None:  # no main window (testing without GUI)
+        return
+    layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+    for viewName, volumeNode in zip(SIDE_BY_SIDE_VIEWS, (leftVolume, rightVolume)):
+        sliceWidget = layoutManager.sliceWidget(viewName)
+        if sliceWidget is None or volumeNode is None:
+            continue
+        sliceLogic = sliceWidget.sliceLogic()
+        compositeNode = sliceLogic.GetSliceCompositeNode()
+        compositeNode.SetBackgroundVolumeID(volumeNode.GetID())
+        compositeNode.SetLinkedControl(True)
+        sliceWidget.mrmlSliceNode().SetOrientationToAxial()
+        sliceLogic.FitSliceToBackground()
