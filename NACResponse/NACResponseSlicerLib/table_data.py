@@ -20,12 +20,16 @@ class TableColumn:
 
 
 def _is_missing(value) -> bool:
+    """None, NaN, NaT and pandas NA (whose truth value cannot be taken)."""
     if value is None:
         return True
+    import pandas as pd
+
     try:
-        return bool(value != value)  # NaN, pandas NA
+        result = pd.isna(value)
     except (TypeError, ValueError):
         return False
+    return result is True or (not hasattr(result, "__len__") and bool(result))
 
 
 def table_columns(frame, max_rows: int | None = None) -> list[TableColumn]:

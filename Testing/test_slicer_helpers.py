@@ -1,0 +1,268 @@
+"""Slicer-free helpers of NACResponseSlicerLib, checked against independent references
+(SimpleITK's own index-to-point mapping, the core's RECIST measurements, the real CLI parser)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "NACResponse"))
+
+from NACResponseSlicerLib import (  # noqa: E402
+    cli_calls,
+    dependencies,
+    geometry_math,
+    mc_points,
+    naming,
+    prediction_text,
+    recist_lines,
+    staging,
+    table_data,
+)
+
+
+def _oblique(dimension=3):
+    rng = np.random.default_rng(0)
+    if dimension == 2:
+        image = sitk.Image(7, 5, sitk.sitkFloat32)
+        image.SetSpacing((0.07, 0.09))
+        image.SetOrigin((3.0, -4.0))
+        a = 0.3
+        image.SetDirection((math.cos(a), -math.sin(a), math.sin(a), math.cos(a)))
+        return image
+    image = sitk.Image(6, 5, 4, sitk.sitkFloat32)
+    image.SetSpacing((0.7, 0.8, 2.5))
+    image.SetOrigin((10.0, -20.0, 5.0))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    image.SetDirection(tuple(q.ravel()))
+    return image
+
+
+# ---- geometry ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dimension", [2, 3])
+def test_ijk_to_ras_agrees_with_simpleitk(dimension):
+    image = _oblique(dimension)
+    matrix = geometry_math.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    indices = [(0, 0, 0), (3, 2, 1), (5, 4, 0)] if dimension == 3 else [(0, 0), (3, 2), (6, 4)]
+    ras = geometry_math.ras_from_index(matrix, indices)
+    for index, point in zip(indices, ras):
+        lps = image.TransformIndexToPhysicalPoint(index)
+        expected = [-lps[0], -lps[1], lps[2] if dimension == 3 else 0.0]
+        np.testing.assert_allclose(point, expected, atol=1e-9)
+    np.testing.assert_allclose(geometry_math.index_from_ras(matrix, ras)[:, :dimension], np.asarray(indices, float),
+                               atol=1e-9)
+
+
+@pytest.mark.parametrize("dimension", [2, 3])
+def test_sitk_geometry_inverts_ijk_to_ras(dimension):
+    image = _oblique(dimension)
+    matrix = geometry_math.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    spacing, origin, direction = geometry_math.sitk_geometry(matrix, dimension)
+    np.testing.assert_allclose(spacing, image.GetSpacing(), atol=1e-12)
+    np.testing.assert_allclose(origin, image.GetOrigin(), atol=1e-12)
+    np.testing.assert_allclose(direction, image.GetDirection(), atol=1e-12)
+
+
+def test_identity_lps_image_has_the_known_ras_matrix():
+    matrix = geometry_math.ijk_to_ras((1.0, 2.0, 3.0), (5.0, 6.0, 7.0), np.eye(3).ravel())
+    np.testing.assert_allclose(matrix, [[-1, 0, 0, -5], [0, -2, 0, -6], [0, 0, 3, 7], [0, 0, 0, 1]])
+
+
+# ---- names and display ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key,label", [("dce_early", "DCE-early"), ("dwi_b800", "DWI-b800"), ("mg_cc_L", "MG-CC-L"),
+                                       ("adc", "ADC"), ("custom", "custom")])
+def test_image_labels(key, label):
+    assert naming.image_label(key) == label
+
+
+def test_volume_name():
+    assert naming.volume_name("P012", "pre", "dce_early") == "P012 pre DCE-early"
+
+
+def test_window_level_ignores_air_and_outliers():
+    rng = np.random.default_rng(1)
+    volume = np.zeros((20, 20, 20))
+    volume[5:15, 5:15, 5:15] = rng.uniform(100, 200, size=(10, 10, 10))
+    volume[0, 0, 0] = 1e6  # one hot voxel
+    window, level = naming.window_level(volume)
+    assert 90 < level - window / 2 < 110 and 190 < level + window / 2 < 210
+    assert naming.window_level(np.zeros((3, 3)))[0] == 1.0  # constant image: a unit window, no division by 0
+
+
+# ---- tables --------------------------------------------------------------------------------------
+
+def test_table_columns_types_and_missing_values():
+    frame = pd.DataFrame({"patient_id": ["P1", None], "n": [1, 2], "x": [0.5, np.nan], "kept": [True, False],
+                          "m": pd.array([1, None], dtype="Int64")})
+    columns = {c.name: c for c in table_data.table_columns(frame)}
+    assert columns["patient_id"].kind == "string" and columns["patient_id"].values == ("P1", "")
+    assert columns["n"].kind == "int" and columns["n"].values == (1, 2)
+    assert columns["x"].kind == "double" and math.isnan(columns["x"].values[1])
+    assert columns["kept"].kind == "int" and columns["kept"].values == (1, 0)
+    assert columns["m"].kind == "double" and columns["m"].values[0] == 1.0 and math.isnan(columns["m"].values[1])
+    assert len(table_data.table_columns(frame, max_rows=1)[0].values) == 1
+
+
+def test_case_feature_rows_follow_the_wide_column_convention():
+    wide = pd.DataFrame({"patient_id": ["P1", "P2"], "reader": ["R1", "R1"],
+                         "pre__dce_early__original_firstorder_Mean": [1.0, 2.0],
+                         "delta_rel__pre_post__dce_early__original_shape_VoxelVolume": [-0.5, 0.1]})
+    rows = table_data.case_feature_rows(wide, "P2", "R1")
+    assert rows["feature"].tolist() == ["original_firstorder_Mean", "original_shape_VoxelVolume"]
+    assert rows["timepoint"].tolist() == ["pre", "delta_rel pre_post"]
+    assert rows["value"].tolist() == [2.0, 0.1]
+    with pytest.raises(KeyError):
+        table_data.case_feature_rows(wide, "P9")
+
+
+# ---- RECIST line end points --------------------------------------------------------------------
+
+def test_recist_segment_of_a_box_with_anisotropic_spacing():
+    mask = np.zeros((3, 10, 12), np.uint8)
+    mask[1, 2:6, 3:11] = 1  # 4 rows x 8 columns on slice 1
+    length, start, end = recist_lines.longest_inplane_segment(mask, (0.5, 2.0, 3.0))
+    assert length == pytest.approx(math.hypot(8 * 0.5, 4 * 2.0))
+    assert start[2] == end[2] == 1
+    assert sorted([start[0], end[0]]) == [2.5, 10.5] and sorted([start[1], end[1]]) == [1.5, 5.5]
+    assert recist_lines.longest_inplane_segment(np.zeros((2, 2, 2)), (1, 1, 1)) is None
+
+
+def test_recist_length_matches_the_core_measurement():
+    from NACResponseLib.segmentation.measurements import longest_inplane_diameter_mm
+
+    rng = np.random.default_rng(5)
+    z, y, x = np.mgrid[:12, :40, :40]
+    mask = (((x - 20) / 14.0) ** 2 + ((y - 18) / 8.0) ** 2 + ((z - 6) / 4.0) ** 2 <= 1).astype(np.uint8)
+    mask &= (rng.random(mask.shape) > 0.05).astype(np.uint8)
+    spacing = (0.6, 0.9, 2.0)
+    image = sitk.GetImageFromArray(mask)
+    image.SetSpacing(spacing)
+    expected, where = longest_inplane_diameter_mm(image)
+    length, start, end = recist_lines.longest_inplane_segment(mask, spacing)
+    assert length == pytest.approx(expected, rel=1e-9)
+    assert start[2] == where
+    np.testing.assert_allclose(np.hypot((end[0] - start[0]) * spacing[0], (end[1] - start[1]) * spacing[1]), length)
+
+
+# ---- microcalcification points ---------------------------------------------------------------------
+
+def test_mc_points_follow_the_detector_convention_and_round_trip():
+    image = _oblique(2)
+    spacing = 0.07
+    image.SetSpacing((spacing, spacing))
+    matrix = geometry_math.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    rows_cols = np.array([[2, 3], [4, 6]])
+    xy_mm = (rows_cols[:, ::-1] + 0.5) * spacing  # x_mm = (col + 0.5) * s, y_mm = (row + 0.5) * s
+    ras = mc_points.ras_from_mm(xy_mm, spacing, matrix)
+    for (row, col), point in zip(rows_cols, ras):
+        lps = image.TransformIndexToPhysicalPoint((int(col), int(row)))
+        np.testing.assert_allclose(point[:2], [-lps[0], -lps[1]], atol=1e-9)
+    np.testing.assert_allclose(mc_points.mm_from_ras(ras, spacing, matrix), xy_mm, atol=1e-9)
+    assert mc_points.mm_from_ras(np.zeros((0, 3)), spacing, matrix).shape == (0, 2)
+
+
+# ---- dependency plan -------------------------------------------------------------------------------
+
+REQS = ["numpy>=1.26", "torch==2.13.0", "pyradiomics==3.0.1", "dask[distributed]>=2024.1"]
+
+
+def test_plan_uses_pip_ensure_from_5_11_and_pip_install_on_5_10():
+    assert dependencies.plan_installation(REQS, (5, 11), False, satisfied=lambda r: False).use_pip_ensure
+    assert not dependencies.plan_installation(REQS, (5, 10), False, satisfied=lambda r: False).use_pip_ensure
+
+
+def test_plan_routes_torch_and_pyradiomics():
+    plan = dependencies.plan_installation(REQS, (5, 12), True, satisfied=lambda r: r.startswith("numpy"))
+    assert plan.torch_with_extension == "torch==2.13.0"
+    assert plan.no_build_isolation == ["pyradiomics==3.0.1"]
+    assert plan.ensure == ["dask[distributed]>=2024.1"]
+    assert dependencies.torch_version_requirement(plan.torch_with_extension) == "==2.13.0"
+    no_extension = dependencies.plan_installation(REQS, (5, 12), False, satisfied=lambda r: False)
+    assert "torch==2.13.0" in no_extension.ensure and no_extension.torch_with_extension is None
+
+
+def test_plan_is_empty_when_everything_is_installed():
+    plan = dependencies.plan_installation(REQS, (5, 12), True, satisfied=lambda r: True)
+    assert plan.empty and plan.describe() == []
+
+
+def test_is_satisfied_checks_versions():
+    versions = {"numpy": "1.25.0", "pandas": "2.2.0"}
+
+    def version_of(name):
+        import importlib.metadata
+
+        if name not in versions:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    assert not dependencies.is_satisfied("numpy>=1.26", version_of)
+    assert dependencies.is_satisfied("pandas>=2.0", version_of)
+    assert not dependencies.is_satisfied("scipy", version_of)
+    assert dependencies.is_satisfied("scipy; python_version < '3'", version_of)
+
+
+def test_read_requirements_of_the_shipped_file():
+    reqs = dependencies.read_requirements(ROOT / "NACResponse" / "Resources" / "requirements.txt")
+    assert "pyradiomics==3.0.1" in reqs and all(not r.startswith("#") for r in reqs)
+
+
+def test_read_requirements_rejects_garbage(tmp_path):
+    bad = tmp_path / "requirements.txt"
+    bad.write_text("numpy>=1\nthis is not a requirement\n")
+    with pytest.raises(ValueError, match="invalid requirement"):
+        dependencies.read_requirements(bad)
+
+
+# ---- DICOM staging, prediction text ------------------------------------------------------------------
+
+def test_stage_files_keeps_same_named_files_apart(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "IM1").write_bytes(b"one")
+    (tmp_path / "b" / "IM1").write_bytes(b"two")
+    out = Path(staging.stage_files([tmp_path / "a" / "IM1", tmp_path / "b" / "IM1"], str(tmp_path / "stage")))
+    assert sorted(p.read_bytes() for p in out.iterdir()) == [b"one", b"two"]
+    with pytest.raises(FileNotFoundError):
+        staging.stage_files([tmp_path / "missing"], str(tmp_path / "stage2"))
+
+
+def test_prediction_summary_and_top_features():
+    prediction = {"probability": 0.734, "classes": {"early": {"class": 1, "threshold": 0.31}},
+                  "top_features": [{"feature": "pre__dce_early__f", "contribution": 0.4}]}
+    text = prediction_text.prediction_summary(prediction)
+    assert "0.734" in text and "early: 1" in text and "0.310" in text
+    assert prediction_text.top_features_frame(prediction)["feature"].tolist() == ["pre__dce_early__f"]
+    assert prediction_text.top_features_frame({}) is None
+
+
+# ---- CLI calls parse with the real parser -------------------------------------------------------------
+
+def _registered_commands(parser) -> set[str]:
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
+@pytest.mark.parametrize("name", sorted(cli_calls.EXAMPLES))
+def test_panel_commands_parse_with_the_real_cli(name, tmp_path):
+    from NACResponseLib.cli import build_parser
+
+    parser = build_parser()
+    arguments = cli_calls.EXAMPLES[name](tmp_path)
+    if arguments[0] not in _registered_commands(parser):
+        pytest.skip(f"command group {arguments[0]!r} is not registered in NACResponseLib.commands yet")
+    args = parser.parse_args(["--progress", "json", *arguments])
+    assert callable(args.func)
