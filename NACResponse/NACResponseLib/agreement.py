@@ -284,3 +284,119 @@ def summarise_pairs(frame):
                         "volume_loa_high_ml": ba["loa_high"]})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---- report ---------------------------------------------------------------------------------------
+
+def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreement") -> dict[str, Any]:
+    """Per-pair summary table, Bland-Altman plot per reader pair and a Dice/HD95 box plot.
+
+    Writes PNGs into ``out_dir`` and returns ``{"summary": DataFrame, "figures": [paths], "html": str}``
+    (figures referenced relative to ``out_dir``).
+    """
+    import html as _html
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .atomic import atomic_write_with
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise_pairs(table)
+    good = table[table["error"] == ""]
+    figures: list[Path] = []
+    for (ra, rb), sub in good.groupby(["reader_a", "reader_b"], sort=True):
+        if len(sub) >= 2:
+            figures.append(bland_altman_plot(sub["volume_a_ml"], sub["volume_b_ml"],
+                                             out / f"bland_altman_{ra}_vs_{rb}.png",
+                                             title=f"Volume: {ra} vs {rb} (n={len(sub)})"))
+    if not good.empty:
+        pairs = [f"{a} vs {b}" for a, b in zip(good["reader_a"], good["reader_b"])]
+        labels = sorted(set(pairs))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for ax, col, name in ((axes[0], "dice", "Dice"), (axes[1], "hd95_mm", "HD95 (mm)")):
+            data = [good.loc[[p == lab for p in pairs], col].dropna().to_numpy() for lab in labels]
+            ax.boxplot(data)
+            ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=8)
+            ax.set_ylabel(name)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        box = out / "dice_hd95_by_pair.png"
+        atomic_write_with(box, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        plt.close(fig)
+        figures.append(box)
+    n_err = int((table["error"] != "").sum())
+    cols = [c for c in ("reader_a", "reader_b", "cases", "dice_median", "dice_q1", "dice_q3", "hd95_mm_median",
+                        "msd_mm_median", "volume_bias_ml", "volume_loa_low_ml", "volume_loa_high_ml")
+            if c in summary.columns]
+    body = [f"<p>{len(good)} reader-pair comparisons over {good[['patient_id', 'timepoint']].drop_duplicates().shape[0]}"
+            f" cases; {n_err} failed.</p>",
+            summary[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0) if len(summary) else ""]
+    body += [f"<img src='{_html.escape(p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
+    return {"summary": summary, "figures": figures, "html": "\n".join(body)}
+
+
+def run_agreement(store, *, session: str | None = None, readers: Sequence[str] | None = None,
+                  extra: Sequence[tuple[str, str]] = (), consensus: str | None = None,
+                  timepoints: Sequence[str] | None = None, allow_incomplete: bool = False,
+                  progress_mode: str | None = None, cancel=None) -> dict[str, Any]:
+    """Agreement of a study (or of one reader session): tables ``agreement`` and ``agreement_summary``
+    with provenance, figures and HTML under ``reports/agreement``.
+
+    ``consensus`` ("staple"/"majority") first builds that consensus reader from the same
+    segmentations and adds it to the comparison; ``extra`` adds (reader, method) pairs such as
+    ``("GT", "reference")``.
+    """
+    from dataclasses import asdict
+
+    from .atomic import atomic_write_text
+    from .progress import Progress
+    from .provenance import collect
+
+    sess = None
+    if session:
+        from .sessions import ReaderSession, session_segmentation_sets
+
+        sess = ReaderSession(store, session)
+        sets = session_segmentation_sets(sess, allow_incomplete=allow_incomplete)
+        if extra:
+            more = segmentation_sets(store.cohort, readers=[], methods=[], extra=extra)
+            for key, by_reader in more.items():
+                if key in sets:
+                    sets[key].update(by_reader)
+    else:
+        sets = segmentation_sets(store.cohort, readers, extra=extra)
+    if timepoints:
+        sets = {k: v for k, v in sets.items() if k[1] in timepoints}
+    if not sets:
+        raise InputError(f"{store.root}: no segmentations to compare (readers {readers or 'all manual'})")
+    if consensus:
+        from .consensus import DEFAULT_READER_IDS, build_consensus
+
+        base = {k: {r: s for r, s in v.items() if s.method == "manual"} for k, v in sets.items()}
+        base = {k: v for k, v in base.items() if len(v) >= 2}
+        build_consensus(store, base, method=consensus, cancel=cancel)
+        cid = DEFAULT_READER_IDS[consensus]
+        for (pid, tp), by_reader in sets.items():
+            for seg in store.cohort[pid].timepoint(tp).segmentations_by(reader=cid, method="consensus"):
+                by_reader[cid] = seg
+    with Progress(len(sets), "agreement", mode=progress_mode) as progress:
+        table = pairwise_agreement(store, sets, progress=progress, cancel=cancel)
+    params = {"session": session, "readers": list(readers or []), "extra": [list(e) for e in extra],
+              "consensus": consensus, "timepoints": list(timepoints or []),
+              "conventions": {"hd95": "max of directed 95th percentiles", "msd": "symmetric pooled mean"}}
+    inputs = sorted({store.path(s.path) for v in sets.values() for s in v.values()})
+    extra_prov = {"session": {"name": sess.name, "spec": asdict(sess.spec), "status": sess.status()}} if sess else {}
+    prov = collect(step="agreement", parameters=params, inputs=inputs, base=store.root, extra=extra_prov)
+    store.write_table("agreement", table, prov)
+    report = agreement_report(table, store.reports_dir / "agreement")
+    store.write_table("agreement_summary", report["summary"], prov)
+    atomic_write_text(store.reports_dir / "agreement" / "agreement.html",
+                      "<!doctype html><meta charset='utf-8'><title>Reader agreement</title>"
+                      "<h1>Reader agreement</h1>" + report["html"])
+    failed = table.loc[table["error"] != "", ["patient_id", "timepoint", "reader_a", "reader_b", "error"]]
+    return {"table": table, "summary": report["summary"], "figures": report["figures"], "html": report["html"],
+            "failed": failed}
