@@ -11,19 +11,23 @@ Image model (for-presentation-like, dense tissue bright, 12-bit range 0..4095):
 - background outside the breast ~0 (with weak noise), an optional burned-in label (bright block
   with text-like stripes) in a background corner;
 - the breast is a half-ellipse against the chest wall (column 0 for ``laterality="L"``, the last
-  column for ``"R"``), fat ~1300 with fibroglandular texture (power-law 1/f^3 noise in cycles/mm)
-  up to ~2700 and a skin-edge fall-off over ~6 mm;
+  column for ``"R"``), fat ~1700 with fibroglandular texture (power-law 1/f^3 noise in cycles/mm)
+  up to ~2300 (realistic ~30 % contrast) and a skin-edge fall-off over ~6 mm;
 - MLO views add a bright pectoral-muscle triangle in the top chest-wall corner;
 - optional vessels (curvilinear bright bands ~1 mm wide) and benign coarse calcifications
   (2-4 mm discs, not part of the truth list) to exercise the detector's exclusion rules;
-- quantum-like noise: Gaussian with variance growing linearly with the signal.
+- quantum-like noise: Gaussian with variance growing linearly with the signal, at constant dose:
+  the per-pixel standard deviation scales as ``0.1 mm / spacing`` (a pixel of a quarter of the
+  area collects a quarter of the photons), so the noise per 0.1 x 0.1 mm area is the same at any
+  pixel size.
 
 Coordinates: ``x_mm`` along columns, ``y_mm`` along rows, from the corner of pixel (0, 0)
 (pixel ``(r, c)`` covers ``[c*s, (c+1)*s) x [r*s, (r+1)*s)``, its centre is at ``(c+0.5)*s``).
 ``size_mm = (width along x, height along y)``.
 
-CNR of an MC = its ideal peak contrast (centre of the projected sphere) divided by the local
-per-pixel noise standard deviation; partial-volume averaging lowers the peak seen at coarse pixels.
+CNR of an MC = its ideal peak contrast (centre of the projected sphere) divided by the local noise
+standard deviation of a 0.1 mm reference pixel (:func:`noise_sigma`), so a given CNR means the same
+detectability at any pixel size; partial-volume averaging lowers the peak seen at coarse pixels.
 """
 
 from __future__ import annotations
@@ -35,17 +39,20 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 MAX_VALUE = 4095.0
-FAT_LEVEL = 1300.0
-DENSE_LEVEL = 2700.0
-PECTORAL_LEVEL = 2900.0
+FAT_LEVEL = 1700.0
+DENSE_LEVEL = 2300.0
+PECTORAL_LEVEL = 2700.0
 LABEL_LEVEL = 4000.0
 NOISE_A = 40.0  # variance offset (electronic noise), detector units^2
 NOISE_B = 0.2  # variance per detector unit (quantum noise)
 
 
-def noise_sigma(signal: np.ndarray | float) -> np.ndarray | float:
-    """Per-pixel noise standard deviation of the phantom at a given mean signal."""
-    return np.sqrt(NOISE_A + NOISE_B * np.maximum(signal, 0.0))
+REFERENCE_PIXEL_MM = 0.1
+
+
+def noise_sigma(signal: np.ndarray | float, spacing_mm: float = REFERENCE_PIXEL_MM) -> np.ndarray | float:
+    """Noise standard deviation of one pixel of ``spacing_mm`` at a given mean signal (constant dose)."""
+    return np.sqrt(NOISE_A + NOISE_B * np.maximum(signal, 0.0)) * (REFERENCE_PIXEL_MM / spacing_mm)
 
 
 def synthesize_mammogram(
@@ -110,13 +117,12 @@ def synthesize_mammogram(
     inside = depth_mm > 0
     if view == "MLO":
         pec_w, pec_h = width_mm * (0.30 + 0.04 * shape_seed[3]), height_mm * 0.55
-        pectoral = (xc / pec_w + y / pec_h) < 1.0
+        # Signed distance (mm) inside the pectoral boundary line; soft edge over ~0.5 mm.
+        pec_depth = (1.0 - xc / pec_w - y / pec_h) / np.hypot(1.0 / pec_w, 1.0 / pec_h)
         # The MLO breast reaches up into the axilla along the chest wall.
         axilla = (xc / (pec_w * 1.25) + y / (pec_h * 1.1)) < 1.0
         depth_mm = np.where(axilla & ~inside, np.maximum(depth_mm, 3.0), depth_mm)
         inside = inside | axilla
-    else:
-        pectoral = np.zeros((rows, cols), dtype=bool)
 
     # 3. Tissue: power-law texture in physical frequency units, shaped by a density envelope.
     texture = _power_law_noise(grng, rows, cols, s, beta=3.0)
@@ -126,7 +132,8 @@ def synthesize_mammogram(
     falloff = 0.55 + 0.45 * np.clip(depth_mm / 6.0, 0.0, 1.0)
     image = np.where(inside, tissue * falloff, 0.0).astype(np.float32)
     if view == "MLO":
-        image = np.where(pectoral, PECTORAL_LEVEL + 150.0 * texture, image).astype(np.float32)
+        wpec = np.clip(pec_depth / 0.5 + 0.5, 0.0, 1.0)
+        image = ((1 - wpec) * image + wpec * (PECTORAL_LEVEL + 150.0 * texture)).astype(np.float32)
 
     for path, width, contrast in vessels:
         _add_vessel(image, path, width, contrast, s, inside)
@@ -150,7 +157,7 @@ def synthesize_mammogram(
     # 5. Label, noise, clipping.
     if label:
         _add_label(image, grng, s, laterality)
-    sigma = noise_sigma(image).astype(np.float32)
+    sigma = noise_sigma(image, s).astype(np.float32)
     image += sigma * grng.standard_normal((rows, cols), dtype=np.float32)
     np.clip(image, 0.0, MAX_VALUE, out=image)
     return image.astype(np.float32, copy=False), truth
@@ -198,14 +205,16 @@ def _place_mcs(rng: np.random.Generator, clusters: list[dict], min_sep: float) -
     return truth
 
 
-def _power_law_noise(rng: np.random.Generator, rows: int, cols: int, s: float, beta: float) -> np.ndarray:
-    """Zero-mean unit-variance noise with power spectrum ~ 1/(f^2+f0^2)^(beta/2), f in cycles/mm."""
+def _power_law_noise(rng: np.random.Generator, rows: int, cols: int, s: float, beta: float,
+                     cutoff: float = 0.3) -> np.ndarray:
+    """Zero-mean unit-variance noise with power spectrum ~ 1/(f^2+f0^2)^(beta/2), f in cycles/mm,
+    rolled off above ``cutoff`` cycles/mm (anatomical blobs are not sub-millimetre)."""
     white = rng.standard_normal((rows, cols), dtype=np.float32)
     spec = sfft.rfft2(white, workers=-1)
     fy = sfft.fftfreq(rows, d=s).astype(np.float32)[:, None]
     fx = sfft.rfftfreq(cols, d=s).astype(np.float32)[None, :]
     f2 = fx * fx + fy * fy
-    spec *= (f2 + np.float32(0.02**2)) ** np.float32(-beta / 4.0)
+    spec *= (f2 + np.float32(0.02**2)) ** np.float32(-beta / 4.0) * np.exp(-f2 / np.float32(cutoff**2))
     out = sfft.irfft2(spec, s=(rows, cols), workers=-1).astype(np.float32)
     out -= out.mean()
     out /= out.std() + 1e-12
