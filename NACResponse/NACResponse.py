@@ -348,11 +348,12 @@ class NACResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runTask(arguments, _("Deep features"))
 
     def onAgreement(self) -> None:
-        self._runTask(self.logic.agreementArguments(), _("Reader agreement"),
+        self._runTask(self.logic.agreementArguments(self._parameterNode.sessionName), _("Reader agreement"),
                       onSuccess=lambda: self._showTable("agreement"))
 
     def onIcc(self) -> None:
-        arguments = self.logic.iccArguments(self._parameterNode.settings.iccThreshold)
+        p = self._parameterNode
+        arguments = self.logic.iccArguments(p.settings.iccThreshold, p.sessionName)
         self._runTask(arguments, _("ICC filter"), onSuccess=lambda: self._showTable("icc_whitelist"))
 
     def onShowTable(self) -> None:

@@ -29,21 +29,22 @@ def radiomics(study, jobs: int = 2, patients: Sequence[str] | None = None) -> li
     return args
 
 
-def deep_features(study, weights=None, bundle=None) -> list[str]:
+def deep_features(study, weights=None, seg_model=None) -> list[str]:
+    """ResNet-50 features with ``weights``; bottleneck features with a segmentation model bundle."""
     args = ["features", "deep", _path(study)]
-    if weights:
-        args += ["--weights", _path(weights)]
-    if bundle:
-        args += ["--bundle", _path(bundle)]
+    args += ["--weights", _path(weights)] if weights else ["--skip-resnet"]
+    if seg_model:
+        args += ["--seg-model", _path(seg_model)]
     return args
 
 
-def agreement(study) -> list[str]:
-    return ["agreement", _path(study)]
+def agreement(study, session: str | None = None) -> list[str]:
+    return ["agreement", _path(study)] + (["--session", session] if session else [])
 
 
-def icc(study, threshold: float = 0.8, form: str = "ICC2") -> list[str]:
-    return ["icc", _path(study), "--threshold", f"{float(threshold):g}", "--form", form]
+def icc(study, threshold: float = 0.8, form: str = "ICC2", session: str | None = None) -> list[str]:
+    args = ["icc", _path(study), "--threshold", f"{float(threshold):g}", "--form", form]
+    return args + (["--session", session] if session else [])
 
 
 def seg_predict(study, bundle, patients: Sequence[str], timepoints: Sequence[str]) -> list[str]:
@@ -69,8 +70,11 @@ EXAMPLES = {
     "validate": lambda s: validate(s),
     "radiomics": lambda s: radiomics(s, 2, ["P001"]),
     "deep_features": lambda s: deep_features(s, s / "w.pth"),
+    "deep_bottleneck": lambda s: deep_features(s, None, s / "bundle"),
     "agreement": lambda s: agreement(s),
+    "agreement_session": lambda s: agreement(s, "S1"),
     "icc": lambda s: icc(s, 0.8),
+    "icc_session": lambda s: icc(s, 0.75, "ICC2", "S1"),
     "seg_predict": lambda s: seg_predict(s, s / "bundle", ["P001"], ["pre", "post"]),
     "model_predict": lambda s: model_predict(s, s / "model", "P001", s / "prediction.json"),
     "mc_detect": lambda s: mc_detect(s, ["P001"]),

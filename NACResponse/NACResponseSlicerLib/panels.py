@@ -293,11 +293,11 @@ class PanelLogic:
             raise ValueError("Set ResNet-50 weights or a segmentation model bundle for deep features.")
         return cli_calls.deep_features(self._requireStore().root, weights, bundle)
 
-    def agreementArguments(self):
-        return cli_calls.agreement(self._requireStore().root)
+    def agreementArguments(self, sessionName: str = ""):
+        return cli_calls.agreement(self._requireStore().root, sessionName or None)
 
-    def iccArguments(self, threshold: float):
-        return cli_calls.icc(self._requireStore().root, threshold)
+    def iccArguments(self, threshold: float, sessionName: str = ""):
+        return cli_calls.icc(self._requireStore().root, threshold, session=sessionName or None)
 
     def showResultTable(self, name: str, patientId: str | None = None):
         """Show a study table; wide feature tables are shown for one patient, one row per feature."""
