@@ -288,7 +288,8 @@ def summarise_pairs(frame):
 
 # ---- report ---------------------------------------------------------------------------------------
 
-def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreement") -> dict[str, Any]:
+def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreement",
+                     link_prefix: str = "") -> dict[str, Any]:
     """Per-pair summary table, Bland-Altman plot per reader pair and a Dice/HD95 box plot.
 
     Writes PNGs into ``out_dir`` and returns ``{"summary": DataFrame, "figures": [paths], "html": str}``
@@ -335,7 +336,7 @@ def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreeme
     body = [f"<p>{len(good)} reader-pair comparisons over {good[['patient_id', 'timepoint']].drop_duplicates().shape[0]}"
             f" cases; {n_err} failed.</p>",
             summary[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0) if len(summary) else ""]
-    body += [f"<img src='{_html.escape(p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
+    body += [f"<img src='{_html.escape(link_prefix + p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
     return {"summary": summary, "figures": figures, "html": "\n".join(body)}
 
 

@@ -384,7 +384,7 @@ def icc_histograms(icc_long, path, *, form: str = DEFAULT_FORM, threshold: float
 
 
 def icc_report(icc_long, whitelist, out_dir, *, form: str = DEFAULT_FORM, threshold: float = DEFAULT_THRESHOLD,
-               use_ci_lower: bool = False) -> dict[str, Any]:
+               use_ci_lower: bool = False, link_prefix: str = "") -> dict[str, Any]:
     """Histograms per feature class and per image, the fraction kept per group, and an HTML snippet."""
     import html as _html
     from pathlib import Path
@@ -406,7 +406,7 @@ def icc_report(icc_long, whitelist, out_dir, *, form: str = DEFAULT_FORM, thresh
     body = [f"<p>Features kept ({_html.escape(rule)}): <b>{kept} of {total}</b> ({kept / max(total, 1):.0%}); "
             f"{undefined} with undefined ICC (constant or missing).</p>",
             by_group.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)]
-    body += [f"<img src='{_html.escape(p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
+    body += [f"<img src='{_html.escape(link_prefix + p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
     return {"kept": kept, "features": total, "by_group": by_group, "figures": figures, "html": "\n".join(body)}
 
 
