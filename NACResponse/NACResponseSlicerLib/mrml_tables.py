@@ -30,7 +30,10 @@ def tableNodeFromDataFrame(frame, name: str, tableNode=None, maxRows: int | None
 
 
 def showTable(tableNode) -> None:
-    """Show a table in the layout's table view."""
+    """Show a table in a layout that has a table view."""
+    layoutManager = slicer.app.layoutManager()
+    if layoutManager is not None:
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
     slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
     slicer.app.applicationLogic().PropagateTableSelection()
 
