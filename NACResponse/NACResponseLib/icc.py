@@ -67,19 +67,29 @@ def icc_arrays(ratings, *, alpha: float = 0.05) -> dict[str, object]:
     _, k, n_feat = x.shape
     complete = np.isfinite(x).all(axis=1)  # (n, F)
     n = complete.sum(axis=0).astype(float)  # complete cases per feature
-    xz = np.where(complete[:, None, :], x, 0.0)
+    all_complete = bool(complete.all())
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         # Centre each feature on a complete-case value first: removes large offsets (precision).
         first = np.argmax(complete, axis=0)
-        shift = np.where(n > 0, xz[first, 0, np.arange(n_feat)], 0.0)
-        xz = np.where(complete[:, None, :], xz - shift, 0.0)
+        shift = np.where(n > 0, x[first, 0, np.arange(n_feat)], 0.0)
+        if all_complete:  # fast path: no masking needed
+            xz = x - shift
+            w = None
+        else:
+            xz = np.where(complete[:, None, :], x - shift, 0.0)
+            w = complete.astype(float)
         row_mean = xz.sum(axis=1) / k  # (n, F)
         col_mean = xz.sum(axis=0) / n  # (k, F)
         grand = xz.sum(axis=(0, 1)) / (n * k)
-        w = complete.astype(float)
-        ss_rows = k * np.einsum("if,if->f", w, (row_mean - grand) ** 2)
+        dev = row_mean - grand
+        if w is not None:
+            dev *= w
+        ss_rows = k * np.einsum("if,if->f", dev, dev)
         ss_cols = n * ((col_mean - grand) ** 2).sum(axis=0)
-        resid = (xz - row_mean[:, None, :] - col_mean[None, :, :] + grand) * w[:, None, :]
+        resid = xz - row_mean[:, None, :]
+        resid -= col_mean[None, :, :] - grand
+        if w is not None:
+            resid *= w[:, None, :]
         ss_err = np.einsum("ijf,ijf->f", resid, resid)
         scale = np.abs(xz).max(axis=(0, 1)) if xz.size else np.zeros(n_feat)
 
