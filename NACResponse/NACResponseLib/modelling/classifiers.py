@@ -13,7 +13,7 @@ CLASSIFIERS = ("logistic", "naive_bayes", "svm", "knn", "random_forest", "lightg
 PARAM_GRIDS: dict[str, dict[str, list[Any]]] = {
     "logistic": {"C": [0.1, 1.0, 10.0]},
     "naive_bayes": {"var_smoothing": [1e-9, 1e-6, 1e-3]},
-    "svm": {"C": [0.3, 1.0, 3.0]},
+    "svm": {"estimator__C": [0.3, 1.0, 3.0]},
     "knn": {"n_neighbors": [3, 5, 9]},
     "random_forest": {"max_depth": [None, 3], "min_samples_leaf": [1, 3]},
     "lightgbm": {"num_leaves": [7, 15], "learning_rate": [0.05, 0.1]},
@@ -41,9 +41,13 @@ def make_classifier(name: str, random_state: int = 0, task: str = "classificatio
 
         return GaussianNB(**params)
     if name == "svm":
+        from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import SVC
 
-        return SVC(**{"C": 1.0, "kernel": "rbf", "probability": True, "random_state": random_state, **params})
+        # Platt scaling on internal folds (SVC(probability=True) is deprecated)
+        svc = SVC(**{"C": 1.0, "kernel": "rbf", "random_state": random_state,
+                     **{k.removeprefix("estimator__"): v for k, v in params.items()}})
+        return CalibratedClassifierCV(svc, method="sigmoid", cv=3, ensemble=False)
     if name == "knn":
         from sklearn.neighbors import KNeighborsClassifier
 

@@ -322,15 +322,18 @@ class LassoSelector(ColumnSelector):
                 path = model.coefs_paths_[1] if 1 in model.coefs_paths_ else next(iter(model.coefs_paths_.values()))
                 weakest = np.abs(path[:, -1, : a.shape[1]]).mean(axis=0)
             else:
-                from sklearn.linear_model import LassoCV
+                import inspect
+
+                from sklearn.linear_model import Lasso, LassoCV
 
                 folds = KFold(max(2, min(self.cv, len(y))), shuffle=True, random_state=self.random_state)
-                model = LassoCV(n_alphas=self.n_lambdas, cv=folds, max_iter=self.max_iter,
-                                random_state=self.random_state)
+                grid = ({"n_alphas": self.n_lambdas} if "n_alphas" in inspect.signature(LassoCV).parameters
+                        else {"alphas": self.n_lambdas})
+                model = LassoCV(cv=folds, max_iter=self.max_iter, random_state=self.random_state, **grid)
                 model.fit(a, y.astype(float))
                 coef = model.coef_.ravel()
                 self.lambda_ = float(model.alpha_)
-                weakest = np.abs(np.asarray(model.path(a, y, alphas=[model.alphas_[-1]])[1])[:, 0])
+                weakest = np.abs(Lasso(alpha=float(np.min(model.alphas_)), max_iter=self.max_iter).fit(a, y).coef_)
         self.coef_ = coef
         support = coef != 0
         if not support.any():

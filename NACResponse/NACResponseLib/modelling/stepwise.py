@@ -17,6 +17,7 @@ import numpy as np
 from .evaluation import weighted_youden
 
 DEFAULT_WEIGHTS = (0.8, 0.2)
+NOT_FLAGGED = "not flagged"
 
 
 def step_thresholds(y, probs: dict[str, np.ndarray], weights: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -26,16 +27,16 @@ def step_thresholds(y, probs: dict[str, np.ndarray], weights: dict[str, float]) 
 
 def stepwise_flags(probs: dict[str, np.ndarray], thresholds: dict[str, float], ids=None):
     """Per-patient flag step: the first step whose probability falls below its threshold
-    (``None`` = never flagged, i.e. predicted responder at every step).  ``probs`` is ordered."""
+    (``NOT_FLAGGED`` = predicted responder at every step).  ``probs`` is ordered."""
     import pandas as pd
 
     steps = list(probs)
     n = len(next(iter(probs.values())))
-    flagged_at: list[str | None] = [None] * n
+    flagged_at: list[str] = [NOT_FLAGGED] * n
     for step in steps:
         p = np.asarray(probs[step], dtype=float)
         for i in range(n):
-            if flagged_at[i] is None and np.isfinite(p[i]) and p[i] < thresholds[step]:
+            if flagged_at[i] == NOT_FLAGGED and np.isfinite(p[i]) and p[i] < thresholds[step]:
                 flagged_at[i] = step
     out = pd.DataFrame({f"p_{s}": np.asarray(probs[s], float) for s in steps})
     out["flagged_at"] = flagged_at
@@ -53,8 +54,8 @@ def flag_table(y, flags) -> Any:
     rows = []
     remaining = len(y)
     for step in [*steps, None]:
-        sel = np.array([f == step for f in flags["flagged_at"]])
-        rows.append({"step": step if step is not None else "not flagged",
+        sel = np.array([f == (step if step is not None else NOT_FLAGGED) for f in flags["flagged_at"]])
+        rows.append({"step": step if step is not None else NOT_FLAGGED,
                      "evaluated": int(remaining) if step is not None else int(sel.sum()),
                      "flagged": int(sel.sum()) if step is not None else 0,
                      "flagged_non_responders": int(np.sum(sel & (y == 0))) if step is not None else 0,
