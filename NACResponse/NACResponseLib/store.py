@@ -16,7 +16,6 @@ All file writes are atomic (see atomic.py); the catalogue uses SQLite transactio
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import sqlite3
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 
 from .atomic import atomic_write_with
 from .errors import InputError, ManifestError
+from .filelock import exclusive_lock
 from .manifest import (
     CLINICAL_NAME,
     MANIFEST_NAME,
@@ -209,11 +209,5 @@ class StudyStore:
             cols = ("run_id", "step", "started", "finished", "status", "parameters", "summary")
             return [dict(zip(cols, r)) for r in cur]
 
-    @contextlib.contextmanager
     def _lock(self, name: str):
-        with open(self.root / f".{name}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return exclusive_lock(self.root / f".{name}.lock")
