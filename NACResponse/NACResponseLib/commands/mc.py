@@ -1,0 +1,117 @@
+"""``nacresponse mc detect|extent|compare <study>``: microcalcifications on the study's mammograms."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("mc", help="microcalcification detection, cluster extent and RESMIN comparison",
+                              description="Microcalcifications (MCs) on the mammograms (roles mg_cc, mg_mlo) of a study.")
+    sub = p.add_subparsers(dest="mc_command", required=True)
+
+    d = sub.add_parser("detect", help="detect MCs on every mammogram (tables mc_images, mc_detections)",
+                       description="Classical multi-scale detector in mm units; images already done are skipped "
+                       "unless --force. Per-image failures are reported and the run goes on (exit 1).")
+    d.add_argument("study", type=Path)
+    d.add_argument("--spacing-mm", type=float, help="pixel size to use when the files lack one")
+    d.add_argument("--threshold", type=float, default=5.0, help="detection threshold in noise SDs (default 5)")
+    d.add_argument("--timepoints", help="comma-separated timepoints (default: all)")
+    d.add_argument("--force", action="store_true", help="re-detect images already done")
+    d.set_defaults(func=_detect)
+
+    e = sub.add_parser("extent", help="apply user edits, cluster MCs, measure extents (tables mc_mcs, mc_clusters)",
+                       description="Clusters: single linkage at --link-distance-mm, kept when >= --min-count MCs "
+                       "lie within --window-mm. User edits: --edits FILE.json (with --patient/--timepoint/--image) "
+                       "stores {'add': [[x_mm, y_mm]...], 'remove': [...]} for that mammogram first.")
+    e.add_argument("study", type=Path)
+    e.add_argument("--link-distance-mm", type=float, default=10.0)
+    e.add_argument("--min-count", type=int, default=3)
+    e.add_argument("--window-mm", type=float, default=10.0)
+    e.add_argument("--edits", type=Path, help="JSON edit file to store before recomputing")
+    e.add_argument("--patient")
+    e.add_argument("--timepoint")
+    e.add_argument("--image", help="image key, e.g. mg_cc_L")
+    e.add_argument("--force", action="store_true")
+    e.set_defaults(func=_extent)
+
+    c = sub.add_parser("compare", help="pre/post MC extent change, RESMIN category and flag (tables "
+                       "mc_longitudinal, mc_resmin)")
+    c.add_argument("study", type=Path)
+    c.add_argument("--pre", default="pre")
+    c.add_argument("--post", default="post")
+    c.add_argument("--recist", type=Path, help="CSV with columns patient_id, recist (CR/PR/SD/PD) overriding the "
+                   "segmentation-based tumour category")
+    c.add_argument("--reader", help="segmentation reader for the tumour RECIST category")
+    c.add_argument("--method", help="segmentation method (default: reference, consensus, then manual)")
+    c.add_argument("--max-match-mm", type=float, default=20.0)
+    c.set_defaults(func=_compare)
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from ..cli import CANCEL
+    from ..mc.detect import DetectorParams
+    from ..mc.study import detect_study
+    from ..store import StudyStore
+
+    tps = [t.strip() for t in args.timepoints.split(",")] if args.timepoints else None
+    res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold),
+                       spacing_mm=args.spacing_mm, timepoints=tps, force=args.force, cancel=CANCEL)
+    print(f"{res['done']} mammograms processed, {res['skipped']} already done; tables mc_images, mc_detections")
+    for case, err in res["failed"].items():
+        print(f"FAILED {case}: {err}")
+    return 1 if res["failed"] else 0
+
+
+def _extent(args: argparse.Namespace) -> int:
+    from ..mc.clusters import ClusterParams
+    from ..mc.editing import load_edits
+    from ..mc.study import extent_study, save_edits
+    from ..store import StudyStore
+
+    store = StudyStore(args.study)
+    if args.edits:
+        if not (args.patient and args.timepoint and args.image):
+            raise InputError("--edits needs --patient, --timepoint and --image")
+        save_edits(store, args.patient, args.timepoint, args.image, load_edits(args.edits), actor="cli")
+    res = extent_study(store, params=ClusterParams(link_distance_mm=args.link_distance_mm, min_count=args.min_count,
+                                                   window_mm=args.window_mm), force=args.force)
+    print(("unchanged: " if res["skipped"] else "") + f"{res['clusters']} clusters; tables mc_mcs, mc_clusters")
+    for case, pts in res["unmatched_removals"].items():
+        print(f"WARNING {case}: removal points matched no detection: {pts}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..mc.study import compare_study
+    from ..store import StudyStore
+
+    recist = _read_recist(args.recist) if args.recist else None
+    res = compare_study(StudyStore(args.study), pre=args.pre, post=args.post, recist=recist, reader=args.reader,
+                        method=args.method, max_match_mm=args.max_match_mm)
+    for row in res["resmin"].itertuples():
+        flag = "RESMIN " if row.resmin_flag else ""
+        print(f"{flag}{row.patient_id} {row.laterality}: MC {row.mc_category} ({row.pre_extent_mm:.1f} -> "
+              f"{row.post_extent_mm:.1f} mm), tumour {row.tumour_recist}")
+    print(f"{res['patients']} patient sides compared, {res['flagged']} flagged; tables mc_longitudinal, mc_resmin")
+    return 0
+
+
+def _read_recist(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise InputError(f"{path}: RECIST file not found")
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"patient_id", "recist"} <= set(rows[0]):
+        raise InputError(f"{path}: needs columns patient_id and recist")
+    out = {}
+    for r in rows:
+        cat = r["recist"].strip().upper()
+        if cat not in ("CR", "PR", "SD", "PD"):
+            raise InputError(f"{path}: patient {r['patient_id']}: RECIST category {r['recist']!r} is not CR/PR/SD/PD")
+        out[r["patient_id"].strip()] = cat
+    return out
