@@ -27,8 +27,6 @@ fractional segmentations whose frames lie on the reference image's slices).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import re
 import shlex
@@ -237,15 +235,10 @@ class ReaderSession:
         pid, tp = split_case(cid)
         return f"{SESSIONS_DIR}/{self.name}/{reader}/versions/{pid}__{tp}__v{version:03d}.nii.gz"
 
-    @contextlib.contextmanager
     def _lock(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".session.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        from .filelock import exclusive_lock
+
+        return exclusive_lock(self.folder / ".session.lock")
 
     # ---- checks ------------------------------------------------------------------------------
     def _check_reader(self, reader: str) -> None:
