@@ -45,7 +45,10 @@ def validate_edits(edits: dict, name: str = "edits") -> dict:
     out = {}
     for key in ("add", "remove"):
         pts = edits.get(key, [])
-        arr = np.asarray(pts, dtype=float) if len(pts) else np.zeros((0, 2))
+        try:
+            arr = np.asarray(pts, dtype=float) if len(pts) else np.zeros((0, 2))
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: '{key}' must be a list of [x_mm, y_mm] number pairs") from None
         if arr.ndim != 2 or arr.shape[1] != 2 or not np.all(np.isfinite(arr)):
             raise InputError(f"{name}: '{key}' must be a list of [x_mm, y_mm] pairs")
         out[key] = arr.tolist()
