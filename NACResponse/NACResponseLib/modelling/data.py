@@ -72,8 +72,6 @@ def model_inputs(store, kind: str, *, clinical_columns=DEFAULT_CLINICAL, reader:
                  deep_table: str = "deep_bottleneck", timepoint: str | None = None) -> Any:
     """Feature DataFrame (index patient_id) for a model kind, optionally limited to the columns
     available at ``timepoint``."""
-    import pandas as pd
-
     if kind not in MODEL_KINDS:
         raise InputError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     clin = clinical_frame(store)
@@ -89,8 +87,7 @@ def model_inputs(store, kind: str, *, clinical_columns=DEFAULT_CLINICAL, reader:
         parts.append(wide_feature_frame(store, deep_table, reader))
     X = parts[0]
     for p in parts[1:]:
-        X = X.join(p, how="inner", rsuffix="__dup")
-    X = X.loc[:, ~pd.Index(X.columns).duplicated()]
+        X = X.join(p.drop(columns=[c for c in p.columns if c in X.columns]), how="inner")
     if timepoint is not None:
         X = X[columns_available_by(X.columns, timepoint)]
     return X
