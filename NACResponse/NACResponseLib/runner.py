@@ -329,7 +329,7 @@ def _crash_record(t: Task, digests, error: str) -> dict[str, Any]:
 
 
 def _run_dask(todo, digests, results_dir, cancel, on_record, scheduler) -> int:
-    from distributed import Client, wait
+    from distributed import Client, as_completed
 
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler, set_as_default=False)
     own_client = client is not scheduler
@@ -340,24 +340,24 @@ def _run_dask(todo, digests, results_dir, cancel, on_record, scheduler) -> int:
             fut = client.submit(execute_task, *_task_args(t, digests, results_dir), pure=False,
                                 key=f"nacresponse-{t.key}-{digests[t.key][:12]}")
             futures[fut] = t
-        pending = set(futures)
-        while pending:
-            cancel.check()
-            try:
-                done_set = wait(list(pending), timeout=_POLL_S, return_when="FIRST_COMPLETED").done
-            except TimeoutError:
-                continue
-            for fut in done_set:
-                pending.discard(fut)
-                t = futures[fut]
-                try:
-                    record = fut.result()
-                except Exception as exc:  # worker died, task lost
-                    record = _crash_record(t, digests, f"dask task failed ({type(exc).__name__}: {exc})")
-                # Remote workers may not share our disk: make sure the record exists locally.
-                if record["status"] == "done" and read_record(results_dir, record["digest"]) is None:
-                    write_record(results_dir, record)
-                on_record(record)
+        with client.as_current():  # as_completed looks up the current client
+            pending = as_completed(list(futures))
+            while not pending.is_empty():
+                cancel.check()
+                batch = pending.next_batch(block=False)
+                if not batch:
+                    time.sleep(_POLL_S)
+                    continue
+                for fut in batch:
+                    t = futures[fut]
+                    try:
+                        record = fut.result()
+                    except Exception as exc:  # worker died, task lost
+                        record = _crash_record(t, digests, f"dask task failed ({type(exc).__name__}: {exc})")
+                    # Remote workers may not share our disk: make sure the record exists locally.
+                    if record["status"] == "done" and read_record(results_dir, record["digest"]) is None:
+                        write_record(results_dir, record)
+                    on_record(record)
     except BaseException:
         client.cancel(list(futures))
         raise
