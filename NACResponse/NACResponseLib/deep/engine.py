@@ -20,7 +20,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "eager", "frozen", "compile")
+MODES = ("auto", "eager", "fused", "frozen", "compile")
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_COSINE = 0.999
 
@@ -69,7 +69,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class FeatureEngine:
     """Runs a :class:`~NACResponseLib.deep.resnet.ResNet50` on (N, 3, 224, 224) arrays -> (N, 2048).
 
-    ``mode``: ``auto`` (frozen on CPU, eager on GPU), ``eager``, ``frozen`` or ``compile``;
+    ``mode``: ``auto`` (frozen on CPU, eager on GPU), ``eager``, ``fused`` (batch norm folded into
+    the convolutions, eager), ``frozen`` (TorchScript freeze: folding + oneDNN fusions) or ``compile``;
     ``precision``: ``auto`` (bf16 only if native and accurate), ``fp32`` or ``bf16``.
     """
 
@@ -77,7 +78,7 @@ class FeatureEngine:
                  device: str | None = None, threads: int | None = None):
         import torch
 
-        from .resnet import FeatureHead
+        from .resnet import FeatureHead, fold_batchnorm
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -93,7 +94,7 @@ class FeatureEngine:
         self.precision = "fp32" if precision == "auto" else precision
         self._check_bf16 = precision == "auto" and self.device.type == "cpu" and native_bf16()
         self.channels_last = True
-        self._head = FeatureHead(model).eval().to(self.device)
+        self._head = FeatureHead(fold_batchnorm(model) if mode == "fused" else model).eval().to(self.device)
         self._head = self._head.to(memory_format=torch.channels_last)
         self._runner = None
 
@@ -102,7 +103,12 @@ class FeatureEngine:
         import torch
 
         if self.mode == "frozen":
-            with torch.no_grad():
+            import warnings
+
+            with torch.no_grad(), warnings.catch_warnings():
+                # TorchScript is deprecated in favour of torch.compile, which needs a C compiler
+                # and minutes per process; freezing still works and is measured here.
+                warnings.simplefilter("ignore", DeprecationWarning)
                 traced = torch.jit.trace(self._head, example, check_trace=False)
                 self._runner = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
         elif self.mode == "compile":

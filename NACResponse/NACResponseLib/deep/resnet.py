@@ -113,6 +113,38 @@ class FeatureHead(nn.Module):
         return self.model.features(x)
 
 
+def fold_batchnorm(model: ResNet50) -> ResNet50:
+    """A copy with every BatchNorm folded into the preceding convolution (inference only).
+
+    ``conv(x) * g / sqrt(v + eps) + (b - m * g / sqrt(v + eps))`` is one convolution with a bias,
+    which saves a full pass over every activation map.
+    """
+    import copy
+
+    folded = copy.deepcopy(model).eval()
+
+    def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                        padding=conv.padding, bias=True)
+        with torch.no_grad():
+            out.weight.copy_(conv.weight * scale[:, None, None, None])
+            out.bias.copy_(bn.bias - bn.running_mean * scale)
+        return out
+
+    with torch.no_grad():
+        folded.conv1, folded.bn1 = fold(folded.conv1, folded.bn1), nn.Identity()
+        for stage in (folded.layer1, folded.layer2, folded.layer3, folded.layer4):
+            for block in stage:
+                for i in (1, 2, 3):
+                    conv, bn = getattr(block, f"conv{i}"), getattr(block, f"bn{i}")
+                    setattr(block, f"conv{i}", fold(conv, bn))
+                    setattr(block, f"bn{i}", nn.Identity())
+                if block.downsample is not None:
+                    block.downsample = nn.Sequential(fold(block.downsample[0], block.downsample[1]))
+    return folded
+
+
 def verify_sha256(path: Path, expected: str | None = None) -> tuple[str, str]:
     """Check a weights file against an expected SHA-256.
 
