@@ -106,10 +106,12 @@ class BackwardStepwiseLogit(ClassifierMixin, BaseEstimator):
         import pandas as pd
 
         ci = fit.conf_int(self.alpha)
+        with np.errstate(over="ignore"):  # a separated variable has an infinite OR bound
+            ci = np.exp(ci)
         names = ["(intercept)", *self.selected_]
         return pd.DataFrame({"variable": names, "coef": fit.params, "se": fit.bse,
-                             "odds_ratio": np.exp(fit.params), "or_ci_low": np.exp(ci[:, 0]),
-                             "or_ci_high": np.exp(ci[:, 1]), "p": fit.pvalues})
+                             "odds_ratio": np.exp(np.clip(fit.params, -700, 700)),
+                             "or_ci_low": ci[:, 0], "or_ci_high": ci[:, 1], "p": fit.pvalues})
 
     def decision_function(self, X):
         X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
