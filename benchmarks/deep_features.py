@@ -39,7 +39,13 @@ def realistic_inputs(n: int, seed: int = 0) -> np.ndarray:
 def main(argv=None) -> int:
     import torch
 
-    from NACResponseLib.deep.engine import FeatureEngine, available_cores, configure_threads, cosine_rows, native_bf16
+    from NACResponseLib.deep.engine import (
+        FeatureEngine,
+        available_cores,
+        configure_threads,
+        cosine_rows,
+        native_bf16,
+    )
     from NACResponseLib.deep.resnet import load_resnet50
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
