@@ -16,6 +16,7 @@ def run(ctx) -> dict:
     import numpy as np
 
     from ..radiomics import extract_cohort
+    from ..study import timepoint_order
 
     store = ctx.study
     if store is None:
@@ -40,7 +41,7 @@ def run(ctx) -> dict:
     failures = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in list(s.failures.items())[:10])
     ctx.add_section(TITLE, (
         f"<p>{s.total} ROIs (images {', '.join(images)}; readers {', '.join(sorted(long.reader.unique()))}; "
-        f"timepoints {', '.join(sorted(long.timepoint.unique()))}): {s.computed} computed, {s.reused} reused from an "
+        f"timepoints {', '.join(sorted(long.timepoint.unique(), key=timepoint_order))}): {s.computed} computed, {s.reused} reused from an "
         f"earlier run, {s.failed} failed, in {s.seconds:.1f} s on {s.workers} worker(s). "
         f"{long.shape[1] - 6} features per ROI. Tables: <code>radiomics</code> ({long.shape[0]} x {long.shape[1]}), "
         f"<code>radiomics_wide</code> ({wide.shape[0]} x {wide.shape[1]}), <code>radiomics_failures</code>.</p>"
