@@ -4,7 +4,6 @@ The numbers printed here are quoted in docs/sections/7-models.md."""
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 

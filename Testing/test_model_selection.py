@@ -144,3 +144,19 @@ def test_selection_report_lists_steps_and_coefficients():
     rep = selection_report(fit_model(ModelSpec("radiomics", selection=FAST), X, y))
     assert [s["step"] for s in rep["steps"]][:3] == ["encode", "impute", "icc"]
     assert rep["features"][0] == X.columns[0] and rep["weights"][X.columns[0]] > 0
+
+
+def test_lightgbm_is_optional():
+    from NACResponseLib.errors import InputError
+    from NACResponseLib.modelling.classifiers import CLASSIFIERS, make_classifier
+
+    assert "lightgbm" in CLASSIFIERS
+    try:
+        import lightgbm  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="optional package lightgbm"):
+            make_classifier("lightgbm")
+    else:
+        assert hasattr(make_classifier("lightgbm"), "predict_proba")
+    with pytest.raises(InputError, match="unknown classifier"):
+        make_classifier("xgboost")

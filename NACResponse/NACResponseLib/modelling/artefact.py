@@ -15,7 +15,6 @@ clear error says so.  We chose this over skops to keep the format dependency-fre
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +172,6 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
-
-
-def remove_model(directory: str | Path) -> None:
-    shutil.rmtree(directory)
 
 
 # --------------------------------------------------------------------------------------- load
