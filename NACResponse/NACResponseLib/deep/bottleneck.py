@@ -69,7 +69,8 @@ def extract_bottleneck(store, model, *, readers: list[str] | None = None, timepo
     from ..segmentation import bottleneck_feature_map, mask_on_grid
 
     seg_model = _load_model(model)
-    cases = cohort_cases(store.cohort, readers=readers, timepoints=timepoints)
+    cases = cohort_cases(store.cohort, readers=readers, timepoints=timepoints,
+                         channel=seg_model.preprocess.reference_channel)
     if not cases:
         raise InputError(f"{store.root}: no segmentation matches readers={readers} timepoints={timepoints}")
     identity = {"model": {k: v for k, v in seg_model.identity.items() if k != "path"},

@@ -30,11 +30,20 @@ class Case:
         return f"{self.patient_id}/{self.timepoint}/{self.reader}"
 
 
+def _modality(timepoint: Timepoint, spec: str) -> str | None:
+    for key in spec.split("|"):
+        if timepoint.has_image(key.strip()):
+            return timepoint.image(key.strip()).modality
+    return None
+
+
 def cohort_cases(cohort: Cohort, *, readers: list[str] | None = None,
-                 timepoints: list[str] | None = None) -> list[Case]:
+                 timepoints: list[str] | None = None, channel: str | None = None) -> list[Case]:
     """All segmentations in the cohort (optionally filtered), one Case each.
 
     ``readers`` may name a reader (``R1``: all their methods) or a wide id (``R1.monai``).
+    ``channel`` (the first channel spec) keeps only masks drawn on an image of the same modality,
+    so MR features are not computed from a mammogram's ROI (and vice versa).
     """
     methods: dict[str, set[str]] = {}
     for p in cohort:
@@ -50,6 +59,10 @@ def cohort_cases(cohort: Cohort, *, readers: list[str] | None = None,
                 wide = s.reader if len(methods[s.reader]) == 1 else f"{s.reader}.{s.method}"
                 if readers and s.reader not in readers and wide not in readers:
                     continue
+                if channel is not None:
+                    want, have = _modality(t, channel), _modality(t, s.reference)
+                    if want is not None and have is not None and want != have:
+                        continue
                 cases.append(Case(p.patient_id, t.name, wide, s))
     cases.sort(key=lambda c: (c.patient_id, timepoint_order(c.timepoint), c.reader))
     return cases

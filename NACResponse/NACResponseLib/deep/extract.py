@@ -110,7 +110,7 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
     from .resnet import load_resnet50
 
     settings = settings or ResNetSettings()
-    cases = cohort_cases(store.cohort, readers=readers, timepoints=timepoints)
+    cases = cohort_cases(store.cohort, readers=readers, timepoints=timepoints, channel=settings.channels[0])
     if not cases:
         raise InputError(f"{store.root}: no segmentation matches readers={readers} timepoints={timepoints}; "
                          "deep features need a tumour mask per timepoint")
