@@ -27,7 +27,7 @@ def run(ctx) -> dict:
     selection = SelectionConfig(lasso_cv=3 if quick else 10, lasso_lambdas=8 if quick else 20)
     # demo-sized: the CLI default is 200 Harrell resamples and 20 permutations
     settings = EvaluationSettings(n_splits=3 if quick else 5, n_boot=200 if quick else 2000,
-                                  optimism_boot=5 if quick else 50, n_permutations=2 if quick else 10,
+                                  optimism_boot=5 if quick else 25, n_permutations=2 if quick else 5,
                                   permutation_model="combined", seed=ctx.seed)
     res = evaluate_study(store, target="pcr", selection=selection, settings=settings,
                          out_dir=store.reports_dir / "models" / "pcr")
