@@ -147,3 +147,12 @@ def test_dask_local_cluster_matches_serial(tmp_path):
     assert via_address.failed == 1 and "not allowed" in via_address.failures["bad"]
     assert via_address.mode == "dask" and via_address.workers == 2
     assert via_client.reused == 5 and via_client.computed == 0
+
+
+def test_input_failures_are_final_for_their_digest(tmp_path):
+    tasks = [Task(key="bad", function="test_runner_tasks:reject", kwargs={"x": 3}),
+             Task(key="ok", function="test_runner_tasks:square", kwargs={"x": 2})]
+    first = run_tasks(tasks, tmp_path, mode="serial", progress_mode="none")
+    assert first.failures == {"bad": "input 3 is unusable"} and first.computed == 1
+    second = run_tasks(tasks, tmp_path, mode="serial", progress_mode="none")
+    assert second.computed == 0 and second.reused == 1 and second.failures == {"bad": "input 3 is unusable"}

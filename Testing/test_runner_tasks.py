@@ -27,3 +27,9 @@ def thread_settings() -> dict:
     import SimpleITK as sitk
 
     return {"itk": sitk.ProcessObject_GetGlobalDefaultNumberOfThreads(), "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def reject(x: float) -> float:
+    from NACResponseLib.errors import InputError
+
+    raise InputError(f"input {x} is unusable")

@@ -10,7 +10,9 @@ inference, deep features).  Properties:
   the tasks that were running.  Results are written by the worker itself, so a dead parent
   loses nothing that finished.
 * **Fault-tolerant** - an exception in a task is recorded (``<digest>.failed.json``) with its
-  message, the run goes on, and the summary lists failures.  Failed tasks are retried on rerun.
+  message, the run goes on, and the summary lists failures.  A bad-input failure (a ``NACError``)
+  is final for its digest (inputs and parameters unchanged) and is reported again on rerun without
+  recomputing; other failures (crashes, lost workers) are retried.
 * **Executors** - ``serial`` (in-process, for debugging and tiny jobs), ``process`` (a local
   ``ProcessPoolExecutor``, default) and ``dask`` (a ``dask.distributed`` scheduler address or
   Client; workers must see the same file paths, e.g. a shared file system).
@@ -167,7 +169,10 @@ def execute_task(function: str, kwargs: dict[str, Any], key: str, digest: str, r
         record.update(status="done", value=value)
     except Exception as exc:  # recorded, the run goes on
         message = str(exc) if isinstance(exc, NACError) else f"{type(exc).__name__}: {exc}"
-        record.update(status="failed", error=message, error_type=type(exc).__name__)
+        # A NACError (bad input) fails again for the same inputs and parameters, which the digest
+        # pins: such failures are reused on rerun; other errors (crashes, bugs) are retried.
+        record.update(status="failed", error=message, error_type=type(exc).__name__,
+                      deterministic=isinstance(exc, NACError))
     record["seconds"] = round(time.perf_counter() - start, 4)
     if write:
         write_record(Path(results_dir), record)
@@ -184,17 +189,24 @@ def write_record(results_dir: Path, record: dict[str, Any]) -> None:
         atomic_write_text(failed_path, json.dumps(record, allow_nan=True))
 
 
-def read_record(results_dir: str | Path, digest: str) -> dict[str, Any] | None:
-    """The finished record of a task digest, or None (a corrupt file counts as unfinished)."""
-    path = _result_paths(Path(results_dir), digest)[0]
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s: unreadable result record; recomputing", path)
-        return None
-    return record if record.get("status") == "done" else None
+def read_record(results_dir: str | Path, digest: str, *, input_failures: bool = False) -> dict[str, Any] | None:
+    """The finished record of a task digest, or None (a corrupt file counts as unfinished).
+
+    With ``input_failures`` a recorded bad-input failure (deterministic for this digest) is
+    returned too, so a rerun reports it without recomputing.
+    """
+    done, failed = _result_paths(Path(results_dir), digest)
+    for path in (done, failed) if input_failures else (done,):
+        if not path.is_file():
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s: unreadable result record; recomputing", path)
+            continue
+        if record.get("status") == "done" or record.get("deterministic"):
+            return record
+    return None
 
 
 # ---- parent side ------------------------------------------------------------------------------
@@ -239,12 +251,15 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
     values: dict[str, Any] = {}
     todo: list[Task] = []
     for t in tasks:
-        record = read_record(results_dir, digests[t.key])
-        if record is not None:
+        record = read_record(results_dir, digests[t.key], input_failures=True)
+        if record is None:
+            todo.append(t)
+        elif record["status"] == "done":
             values[t.key] = record["value"]
             summary.reused += 1
         else:
-            todo.append(t)
+            summary.failures[t.key] = record["error"]
+            summary.failed += 1
 
     def on_record(record: dict[str, Any], bar: Progress) -> None:
         if record["status"] == "done":
@@ -256,8 +271,8 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
         bar.update(1, record["key"])
 
     with Progress(len(tasks), stage, mode=progress_mode, callback=progress) as bar:
-        if summary.reused:
-            bar.update(summary.reused, f"{summary.reused} already finished")
+        if summary.reused or summary.failed:
+            bar.update(summary.reused + summary.failed, f"{summary.reused} already finished")
         try:
             if todo:
                 if mode == "serial" or (mode == "process" and (jobs or default_jobs()) == 1 and len(todo) == 1):
