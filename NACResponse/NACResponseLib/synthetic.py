@@ -182,8 +182,8 @@ def _tumour_mask(tum: _Tumour, x, y, z, scale: float, pattern: str, frag_field: 
 
 
 def _tumour_bed(tum: _Tumour, x, y, z) -> np.ndarray:
-    """At pCR a small, faintly enhancing scar remains where the tumour was."""
-    return tum.level(x, y, z, 0.28) > 0
+    """After response a small, faintly enhancing scar (at least ~8 mm across) remains where the tumour was."""
+    return tum.level(x, y, z, max(0.28, 4.0 / float(tum.radii.min()))) > 0
 
 
 # ---------------------------------------------------------------------------------------------
