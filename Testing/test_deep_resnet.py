@@ -191,3 +191,23 @@ def test_bf16_only_when_accurate():
     assert engine.precision in ("fp32", "bf16")
     if not native_bf16():
         assert engine.precision == "fp32"
+
+
+def test_folded_batchnorm_and_freeze_fallback(checkpoint, monkeypatch):
+    from NACResponseLib.deep.engine import FeatureEngine, cosine_rows
+    from NACResponseLib.deep.resnet import load_resnet50
+
+    model, _ = load_resnet50(checkpoint[0])
+    x = np.random.default_rng(1).normal(size=(2, 3, 48, 48)).astype(np.float32)
+    with torch.inference_mode():
+        ref = model.features(torch.from_numpy(x)).numpy()
+    fused = FeatureEngine(model, mode="fused", precision="fp32")
+    assert cosine_rows(ref, fused(x)).min() > 0.99999
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused._head.modules())
+
+    def no_torchscript(*args, **kwargs):
+        raise RuntimeError("TorchScript removed")
+
+    monkeypatch.setattr(torch.jit, "trace", no_torchscript)
+    engine = FeatureEngine(model, mode="frozen", precision="fp32")
+    assert cosine_rows(ref, engine(x)).min() > 0.99999 and engine.mode == "fused"

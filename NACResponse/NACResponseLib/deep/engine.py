@@ -105,12 +105,20 @@ class FeatureEngine:
         if self.mode == "frozen":
             import warnings
 
-            with torch.no_grad(), warnings.catch_warnings():
-                # TorchScript is deprecated in favour of torch.compile, which needs a C compiler
-                # and minutes per process; freezing still works and is measured here.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                traced = torch.jit.trace(self._head, example, check_trace=False)
-                self._runner = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            try:
+                with torch.no_grad(), warnings.catch_warnings():
+                    # TorchScript is deprecated in favour of torch.compile, which needs a C compiler
+                    # and about a minute per process; freezing still works and is measured here.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    traced = torch.jit.trace(self._head, example, check_trace=False)
+                    self._runner = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            except Exception as exc:  # a torch without TorchScript: fold batch norm by hand instead
+                from .resnet import FeatureHead, fold_batchnorm
+
+                log.warning("TorchScript freezing unavailable (%s); using folded batch norm", exc)
+                self.mode = "fused"
+                head = FeatureHead(fold_batchnorm(self._head.model)).eval().to(self.device)
+                self._runner = head.to(memory_format=torch.channels_last)
         elif self.mode == "compile":
             self._runner = torch.compile(self._head)
         else:
