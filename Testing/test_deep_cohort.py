@@ -45,6 +45,8 @@ def test_resnet_cohort_table_deltas_cache_and_provenance(copy_study):
     assert set(table["reader"]) == {"R1"}
     prov = store.table_provenance(RESNET_TABLE)
     assert prov["weights"]["random_weights"] is True and "RANDOM" in prov["warning"]
+    assert any(k.endswith("t2w.nii.gz") for k in prov["inputs_sha256"])  # the images and masks used are hashed
+    assert sum("seg" in k for k in prov["inputs_sha256"]) == 2 * n
     # the chosen slice is the largest cross-section of the mask file (counted here independently)
     slices = store.read_table(RESNET_SLICES_TABLE)
     row = slices.iloc[0]

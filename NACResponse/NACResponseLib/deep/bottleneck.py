@@ -24,7 +24,7 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..progress import CancelToken, Progress
 from ..provenance import collect, sha256_json
-from .cases import Case, cohort_cases, describe_failure, read_case_mask, resolve_image
+from .cases import Case, cohort_cases, describe_failure, input_paths, read_case_mask, resolve_image
 from .extract import DeepResult, check_not_overwriting
 from .tables import BOTTLENECK_TABLE, bottleneck_feature_names, wide_table
 
@@ -112,12 +112,14 @@ def extract_bottleneck(store, model, *, readers: list[str] | None = None, timepo
                 computed += 1
             progress.update(len(group), f"{pid}/{tp_name}")
 
-    vectors = {}
+    vectors, done = {}, []
     for case in cases:
         path = cache / f"{case.key}.npy"
         if path.is_file():
             vectors[(case.patient_id, case.reader, case.timepoint)] = np.load(path, allow_pickle=False)
-    provenance = collect(step="features deep bottleneck", parameters=identity,
+            done.append(case)
+    provenance = collect(step="features deep bottleneck", parameters=identity, base=store.root,
+                         inputs=input_paths(store, done, seg_model.channels),
                          extra={"model": seg_model.identity, "failures": failures, "n_rois": len(vectors)})
     if not vectors:
         return DeepResult(None, None, computed, cached, failures, provenance)

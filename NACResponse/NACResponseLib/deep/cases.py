@@ -88,6 +88,21 @@ def read_case_images(store, case: Case, channels: tuple[str, ...] | list[str]) -
     return images, names
 
 
+def input_paths(store, cases: list[Case], channels) -> list:
+    """The image and mask files behind ``cases`` (for provenance hashes); unresolvable ones are skipped."""
+    paths = {}
+    for case in cases:
+        tp = store.cohort[case.patient_id].timepoint(case.timepoint)
+        for spec in channels:
+            try:
+                img = resolve_image(tp, spec, case.name)
+            except MissingTimepointError:
+                continue
+            paths[img.path] = store.path(img.path)
+        paths[case.segmentation.path] = store.path(case.segmentation.path)
+    return [paths[k] for k in sorted(paths)]
+
+
 def read_case_mask(store, case: Case) -> sitk.Image:
     """The case's tumour mask, checked for emptiness and its label (InputError names the file)."""
     seg = case.segmentation

@@ -25,7 +25,15 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..progress import CancelToken, Progress
 from ..provenance import collect, sha256_json
-from .cases import DEFAULT_CHANNELS, Case, cohort_cases, describe_failure, read_case_images, read_case_mask
+from .cases import (
+    DEFAULT_CHANNELS,
+    Case,
+    cohort_cases,
+    describe_failure,
+    input_paths,
+    read_case_images,
+    read_case_mask,
+)
 from .slices import DEFAULT_MARGIN_MM, INPUT_SIZE, SliceInput, prepare_input
 from .tables import RESNET_SLICES_TABLE, RESNET_TABLE, resnet_feature_names, wide_table
 
@@ -163,11 +171,12 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
             progress.update(1, case.name)
         flush()
 
-    vectors, slice_rows = {}, []
+    vectors, slice_rows, done = {}, [], []
     for case in cases:
         path = cache / f"{case.key}.npz"
         if not path.is_file():
             continue
+        done.append(case)
         data = _load_vector(path)
         vectors[(case.patient_id, case.reader, case.timepoint)] = data["vector"]
         slice_rows.append({"patient_id": case.patient_id, "timepoint": case.timepoint, "reader": case.reader,
@@ -177,7 +186,8 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
                            "centre_row": float(data["centre"][0]), "centre_col": float(data["centre"][1]),
                            "half_window_mm": float(data["half_mm"]),
                            "channels": ",".join(str(c) for c in data["channels"])})
-    provenance = collect(step="features deep resnet50", parameters=identity, extra={
+    provenance = collect(step="features deep resnet50", parameters=identity, base=store.root,
+                         inputs=input_paths(store, done, settings.channels), extra={
         "weights": weights_info, "engine": engine.settings, "failures": failures,
         "n_rois": len(slice_rows), "feature_names": "resnet50_0000..resnet50_2047"})
     if weights_info["random_weights"]:
