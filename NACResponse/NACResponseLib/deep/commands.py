@@ -7,6 +7,7 @@ Registered into the ``features`` command group by ``commands/features.py`` via
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(features_subparsers) -> argparse.ArgumentParser:
@@ -35,8 +36,8 @@ def register(features_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--timepoints", help="comma-separated timepoints (default: all)")
     p.add_argument("--batch-size", type=int, default=8, help="slices per inference batch (default 8)")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
-    p.add_argument("--mode", choices=("auto", "eager", "frozen", "compile"), default="auto",
-                   help="inference engine (default auto: frozen TorchScript on CPU, eager on GPU)")
+    p.add_argument("--mode", choices=("auto", "eager", "fused", "frozen", "compile"), default="auto",
+                   help="inference engine (default auto: frozen TorchScript on CPU, eager on GPU; fused: batch norm folded by hand)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 only on CPUs with native bf16 and cosine >= 0.999 to fp32")
     p.add_argument("--gradcam", action="store_true", help="also write Grad-CAM maps aligned with the DCE volume")
@@ -74,7 +75,8 @@ def run(args) -> int:
                                overwrite=args.overwrite, cancel=CANCEL)
         results.append(("deep_resnet50", res))
         if args.random_weights:
-            print("WARNING: random ResNet-50 weights (--random-weights): features are for testing only")
+            print("WARNING: random ResNet-50 weights (--random-weights): features are for testing only",
+                  file=sys.stderr)
     if args.seg_model:
         res = extract_bottleneck(store, args.seg_model, readers=readers, timepoints=timepoints,
                                  overwrite=args.overwrite, cancel=CANCEL)
