@@ -37,9 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--roi", type=_triple(int), default=(32, 32, 16), help="training patch voxels x,y,z")
     p.add_argument("--filters", type=int, default=8, help="SegResNet init_filters")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--patience", type=int, default=8, help="validations without improvement before stopping")
+    p.add_argument("--patience", type=int, default=5, help="validations without improvement before stopping")
+    p.add_argument("--val-every", type=int, default=2, help="validate every N epochs")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=int, default=1, help="cases per step (2 crops each)")
     p.add_argument("--val-fraction", type=float, default=0.25, help="fraction of patients for validation")
     p.add_argument("--max-minutes", type=float, help="wall-clock budget; the best model so far is kept")
     p.add_argument("--seed", type=int, default=0)
@@ -108,7 +109,7 @@ def _train(args) -> int:
         preprocess=PreprocessConfig(channels=tuple(_csv(args.channels)), spacing=args.spacing,
                                     normalisation=args.normalisation),
         network=NetworkConfig(init_filters=args.filters), roi_size=args.roi, max_epochs=args.epochs,
-        patience=args.patience, learning_rate=args.lr, batch_size=args.batch, val_fraction=args.val_fraction,
+        patience=args.patience, val_every=args.val_every, learning_rate=args.lr, batch_size=args.batch, val_fraction=args.val_fraction,
         seed=args.seed, max_seconds=args.max_minutes * 60 if args.max_minutes else None)
     store = StudyStore(args.study)
     with Progress(args.epochs, "seg train") as bar:

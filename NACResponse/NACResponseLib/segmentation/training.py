@@ -37,11 +37,11 @@ class TrainingConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     roi_size: tuple[int, int, int] = (32, 32, 16)  # x, y, z voxels of the network grid
     max_epochs: int = 40
-    patience: int = 8  # validations without improvement before stopping
-    val_every: int = 1
-    batch_size: int = 2  # cases per step (each gives samples_per_case crops)
+    patience: int = 5  # validations without improvement before stopping
+    val_every: int = 2
+    batch_size: int = 1  # cases per step (each gives samples_per_case crops): many small steps
     samples_per_case: int = 2
-    pos: int = 2  # foreground-centred : background-centred crop ratio
+    pos: int = 1  # foreground-centred : background-centred crop ratio
     neg: int = 1
     learning_rate: float = 3e-3
     weight_decay: float = 1e-5
@@ -136,6 +136,16 @@ def _transforms(config: TrainingConfig):
     return compose
 
 
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """Validation scores the single-lesion output that inference produces."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n <= 1:
+        return mask
+    return labels == (int(np.argmax(np.bincount(labels.ravel())[1:])) + 1)
+
+
 def _validate(network, items: list[dict[str, Any]], config: TrainingConfig, device) -> list[float]:
     import torch
     from monai.inferers import sliding_window_inference
@@ -146,7 +156,7 @@ def _validate(network, items: list[dict[str, Any]], config: TrainingConfig, devi
         for item in items:
             x = torch.from_numpy(item["image"][None]).to(device)
             logits = sliding_window_inference(x, list(config.roi_size), 4, network, overlap=0.25, mode="gaussian")
-            pred = logits.argmax(dim=1)[0].cpu().numpy() > 0
+            pred = _largest_component(logits.argmax(dim=1)[0].cpu().numpy() > 0)
             scores.append(dice(pred, item["label"][0] > 0))
     network.train()
     return scores
@@ -186,7 +196,7 @@ def train_model(cases: Sequence[TrainingCase], out_dir: str | Path, config: Trai
         network = build_network(len(config.preprocess.channels), config.network).to(dev)
         loader = DataLoader(Dataset(train_items, transform=_transforms(config)), batch_size=config.batch_size,
                             shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(config.seed))
-        loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)  # batch Dice: no 0/0 on empty crops
         optimiser = torch.optim.AdamW(network.parameters(), lr=config.learning_rate,
                                       weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, config.max_epochs))
