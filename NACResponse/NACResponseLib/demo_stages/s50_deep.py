@@ -13,6 +13,7 @@ import html
 import time
 from pathlib import Path
 
+UNTRAINED = "deep_demo_untrained_segresnet"
 TITLE = "Deep features (segmentation-network bottleneck; ResNet-50 with random weights)"
 
 
@@ -21,8 +22,9 @@ def _find_bundle(*roots: Path) -> Path | None:
         if root is None or not root.is_dir():
             continue
         for meta in sorted(root.rglob("configs/metadata.json")):
-            if (meta.parent.parent / "models" / "model.pt").is_file():
-                return meta.parent.parent
+            bundle = meta.parent.parent
+            if bundle.name != UNTRAINED and (bundle / "models" / "model.pt").is_file():
+                return bundle
     return None
 
 
@@ -93,7 +95,7 @@ def run(ctx) -> dict:
     bundle = _find_bundle(store.root / "models", ctx.out_dir)
     trained = bundle is not None
     if not trained:
-        bundle = _untrained_bundle(ctx.out_dir / "deep_demo_untrained_segresnet", ctx.seed)
+        bundle = _untrained_bundle(ctx.out_dir / UNTRAINED, ctx.seed)
     t = time.perf_counter()
     bott = extract_bottleneck(store, bundle)
     summary["bottleneck"] = {"model": str(bundle), "trained": trained, "rois": bott.computed + bott.cached,
