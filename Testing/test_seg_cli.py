@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from test_seg import _bundle
 
 from NACResponseLib.cli import main
 from NACResponseLib.store import StudyStore
-
-from test_seg import _bundle
 
 
 def test_seg_measure_and_ftv_on_study(copy_study, capsys):
