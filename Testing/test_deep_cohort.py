@@ -131,6 +131,12 @@ def test_bottleneck_table_and_pooling(copy_study, seg_bundle):
     assert store.table_provenance("deep_bottleneck")["model"]["weights_sha256"] == model.weights_sha256
     again = extract_bottleneck(store, seg_bundle, readers=["R1", "R2"], timepoints=["pre", "post"])
     assert again.computed == 0
+    # a corrected mask (same path, new content) is recomputed; nothing else is
+    path = store.path(seg.path)
+    corrected = sitk.BinaryDilate(sitk.ReadImage(str(path)) > 0, [1, 1, 1])
+    sitk.WriteImage(sitk.Cast(corrected, sitk.sitkUInt8), str(path))
+    third = extract_bottleneck(store, seg_bundle, readers=["R1", "R2"], timepoints=["pre", "post"])
+    assert third.computed == 1 and third.cached == 4 * len(store.cohort) - 1
 
 
 def test_cli(copy_study, seg_bundle, monkeypatch, capsys):

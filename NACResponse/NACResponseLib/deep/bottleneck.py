@@ -24,7 +24,15 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..progress import CancelToken, Progress
 from ..provenance import collect, sha256_json
-from .cases import Case, cohort_cases, describe_failure, input_paths, read_case_mask, resolve_image
+from .cases import (
+    Case,
+    case_digest,
+    cohort_cases,
+    describe_failure,
+    input_paths,
+    read_case_mask,
+    resolve_image,
+)
 from .extract import DeepResult, check_not_overwriting
 from .tables import BOTTLENECK_TABLE, bottleneck_feature_names, wide_table
 
@@ -85,11 +93,12 @@ def extract_bottleneck(store, model, *, readers: list[str] | None = None, timepo
         groups[(case.patient_id, case.timepoint)].append(case)
     failures: list[dict[str, str]] = []
     computed = cached = 0
+    files = {c.key: cache / f"{c.key}__{case_digest(store, c, seg_model.channels)}.npy" for c in cases}
     with Progress(len(cases), "deep features: bottleneck", callback=callback) as progress:
         for (pid, tp_name), group in groups.items():
             if cancel is not None:
                 cancel.check()
-            todo = [c for c in group if not (cache / f"{c.key}.npy").is_file()]
+            todo = [c for c in group if not files[c.key].is_file()]
             cached += len(group) - len(todo)
             if todo:
                 try:
@@ -107,14 +116,14 @@ def extract_bottleneck(store, model, *, readers: list[str] | None = None, timepo
                 except Exception as exc:
                     failures.append(describe_failure(case, exc))
                     continue
-                with atomic_path(cache / f"{case.key}.npy") as tmp, open(tmp, "wb") as fh:
+                with atomic_path(files[case.key]) as tmp, open(tmp, "wb") as fh:
                     np.save(fh, np.concatenate([mean, peak]).astype(np.float32))
                 computed += 1
             progress.update(len(group), f"{pid}/{tp_name}")
 
     vectors, done = {}, []
     for case in cases:
-        path = cache / f"{case.key}.npy"
+        path = files[case.key]
         if path.is_file():
             vectors[(case.patient_id, case.reader, case.timepoint)] = np.load(path, allow_pickle=False)
             done.append(case)

@@ -28,6 +28,7 @@ from ..provenance import collect, sha256_json
 from .cases import (
     DEFAULT_CHANNELS,
     Case,
+    case_digest,
     cohort_cases,
     describe_failure,
     input_paths,
@@ -135,6 +136,7 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
     failures: list[dict[str, str]] = []
     computed = cached = 0
     pending: list[tuple[Case, SliceInput]] = []
+    files = {case.key: cache / f"{case.key}__{case_digest(store, case, settings.channels)}.npz" for case in cases}
 
     def flush() -> None:
         nonlocal computed
@@ -142,7 +144,7 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
             return
         vectors = engine(np.stack([item.array for _, item in pending]))
         for (case, item), vector in zip(pending, vectors):
-            _save_vector(cache / f"{case.key}.npz", vector, item)
+            _save_vector(files[case.key], vector, item)
             computed += 1
         if gradcam:
             _write_gradcams(store, model, pending, failures)
@@ -152,7 +154,7 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
         for case in cases:
             if cancel is not None:
                 cancel.check()
-            if (cache / f"{case.key}.npz").is_file():
+            if files[case.key].is_file():
                 cached += 1
                 if gradcam and not gradcam_path(store, case).is_file():
                     try:
@@ -173,7 +175,7 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
 
     vectors, slice_rows, done = {}, [], []
     for case in cases:
-        path = cache / f"{case.key}.npz"
+        path = files[case.key]
         if not path.is_file():
             continue
         done.append(case)

@@ -92,7 +92,7 @@ def run(ctx) -> dict:
     summary: dict = {}
     body = []
 
-    bundle = _find_bundle(store.root / "models", ctx.out_dir)
+    bundle = _find_bundle(ctx.out_dir / "seg_model", store.root / "models", ctx.out_dir)  # s40 writes seg_model
     trained = bundle is not None
     if not trained:
         bundle = _untrained_bundle(ctx.out_dir / UNTRAINED, ctx.seed)
