@@ -81,6 +81,7 @@ def _gradcam_figure(store, out_png: Path) -> str:
 
 def run(ctx) -> dict:
     from ..deep import extract_bottleneck, extract_resnet50
+    from ..deep.engine import available_cores
 
     store = ctx.study
     if store is None and (ctx.out_dir / "study" / "manifest.csv").exists():  # stage run on its own
@@ -112,7 +113,9 @@ def run(ctx) -> dict:
     readers = ["R1"]
     timepoints = ["pre", "post"]
     t = time.perf_counter()
-    res = extract_resnet50(store, random_weights=True, readers=readers, timepoints=timepoints)
+    # every core: an earlier stage's serial runner may have left OMP_NUM_THREADS=1 in this process
+    res = extract_resnet50(store, random_weights=True, readers=readers, timepoints=timepoints,
+                           threads=available_cores())
     seconds = time.perf_counter() - t
     n = res.computed + res.cached
     summary["resnet50"] = {"random_weights": True, "rois": n, "computed": res.computed, "failed": len(res.failures),
