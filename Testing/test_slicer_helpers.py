@@ -18,8 +18,10 @@ sys.path.insert(0, str(ROOT / "NACResponse"))
 from NACResponseSlicerLib import (  # noqa: E402
     cli_calls,
     dependencies,
+    evaluation_curves,
     geometry_math,
     mc_points,
+    mc_results,
     naming,
     prediction_text,
     recist_lines,
@@ -236,13 +238,122 @@ def test_stage_files_keeps_same_named_files_apart(tmp_path):
         staging.stage_files([tmp_path / "missing"], str(tmp_path / "stage2"))
 
 
-def test_prediction_summary_and_top_features():
-    prediction = {"probability": 0.734, "classes": {"early": {"class": 1, "threshold": 0.31}},
-                  "top_features": [{"feature": "pre__dce_early__f", "contribution": 0.4}]}
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A real saved model of the core (logistic, two operating points) and a few cases."""
+    from NACResponseLib.modelling.artefact import save_model
+    from NACResponseLib.modelling.pipeline import ModelSpec, fit_model
+    from NACResponseLib.modelling.selection import SelectionConfig
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 6)), columns=[f"pre__t2w__original_firstorder_F{i}" for i in range(6)])
+    y = ((X.iloc[:, 0] - X.iloc[:, 1] + rng.normal(0, 0.5, 60)) > 0).astype(int).to_numpy()
+    pipe = fit_model(ModelSpec("radiomics", "logistic", SelectionConfig(lasso=False, univariate_alpha=0.5)), X, y)
+    folder = tmp_path_factory.mktemp("model") / "m"
+    save_model(folder, pipe, target="pcr", kind="radiomics", training_summary={"n": 60}, provenance={},
+               operating_points={"early": {"threshold": 0.3}, "late": {"threshold": 0.7}}, X_train=X)
+    return folder, X
+
+
+def test_prediction_text_of_a_real_core_prediction(saved_model):
+    from NACResponseLib.modelling.predict import predict_case
+
+    folder, X = saved_model
+    prediction = predict_case(folder, X.iloc[[0]], top_n=3)
+    p = prediction["probability"]
     text = prediction_text.prediction_summary(prediction)
-    assert "0.734" in text and "early: 1" in text and "0.310" in text
-    assert prediction_text.top_features_frame(prediction)["feature"].tolist() == ["pre__dce_early__f"]
+    assert f"P(pcr) = {p:.3f}" in text
+    for name, threshold in (("early", 0.3), ("late", 0.7)):
+        expected = "likely responder" if p >= threshold else "likely non-responder"
+        assert f"{name}: {expected} (threshold {threshold:.3f})" in text
+    top = prediction_text.top_features_frame(prediction)
+    assert len(top) == 3 and top["feature"].iloc[0] == prediction["top_features"][0]["feature"]
+    assert any(c.startswith("contribution (") for c in top.columns)
     assert prediction_text.top_features_frame({}) is None
+    assert "no prediction" in prediction_text.prediction_summary({"patient_id": "P9", "error": "no features"})
+
+
+# ---- cohort ROC and calibration ------------------------------------------------------------------------
+
+def test_roc_curve_matches_sklearn_with_ties():
+    from sklearn.metrics import auc, roc_auc_score
+    from sklearn.metrics import roc_curve as sk_roc
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 50)
+    p = np.round(rng.random(50) * 0.5 + 0.3 * y, 1)  # many ties
+    fpr, tpr = evaluation_curves.roc_curve(y, p)
+    sk_fpr, sk_tpr, _ = sk_roc(y, p, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, sk_fpr)
+    np.testing.assert_allclose(tpr, sk_tpr)
+    assert auc(fpr, tpr) == pytest.approx(roc_auc_score(y, p))
+    with pytest.raises(ValueError, match="both outcomes"):
+        evaluation_curves.roc_curve([1, 1], [0.2, 0.3])
+
+
+def test_curves_from_an_evaluation_file_in_the_core_format(tmp_path):
+    from NACResponseLib.modelling.calibration import decile_table
+    from NACResponseLib.modelling.report import results_to_json
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    p = np.clip(0.5 * y + rng.random(40) * 0.5, 0, 1)
+    results = {"models": {"radiomics": {"y": y.tolist(), "oof": p.tolist(), "deciles": decile_table(y, p),
+                                        "metrics": {"auc": {"estimate": 0.8, "ci_low": 0.7, "ci_high": 0.9}}}}}
+    folder = tmp_path / "reports" / "models" / "pcr"
+    folder.mkdir(parents=True)
+    (folder / "evaluation.json").write_text(results_to_json(results))
+    found = evaluation_curves.find_evaluations(tmp_path / "reports")
+    assert list(found) == ["pcr"]
+    evaluation = evaluation_curves.load_evaluation(found["pcr"])
+    roc = evaluation_curves.roc_frames(evaluation)["radiomics"]
+    assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1 and roc["fpr"].is_monotonic_increasing
+    calibration = evaluation_curves.calibration_frames(evaluation)["radiomics"]
+    np.testing.assert_allclose(calibration["observed"], decile_table(y, p)["observed"])
+    assert "radiomics AUC 0.800 [0.700-0.900]" in evaluation_curves.auc_text(evaluation)
+    assert evaluation_curves.find_evaluations(tmp_path / "nowhere") == {}
+    (folder / "evaluation.json").write_text("{not json")
+    with pytest.raises(ValueError, match="evaluation.json"):
+        evaluation_curves.load_evaluation(folder / "evaluation.json")
+
+
+# ---- microcalcification edits and RESMIN text ---------------------------------------------------------
+
+def test_mc_edits_reproduce_the_users_points_through_the_core():
+    """Edits computed from a user's point list, applied by the core, keep exactly the user's points."""
+    from NACResponseLib.mc.editing import apply_edits, validate_edits
+
+    detections = pd.DataFrame({"x_mm": [1.0, 5.0, 9.0, 20.0], "y_mm": [1.0, 5.0, 9.0, 3.0],
+                               "kept": [True, True, True, False], "reason": ["", "", "", "low contrast"]})
+    kept = mc_results.kept_points_mm(detections.assign(patient_id="P1", timepoint="pre", image="mg_cc_L"),
+                                     "P1", "pre", "mg_cc_L")
+    assert kept.tolist() == [[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]
+    user = np.array([[1.1, 0.9], [9.0, 9.0], [30.0, 30.0], [20.2, 3.0]])  # moved a bit, deleted one, 2 added
+    edits = mc_results.edits_from_points(kept, user)
+    assert validate_edits(edits) == edits
+    assert edits["remove"] == [[5.0, 5.0]]
+    edited, unmatched = apply_edits(detections, edits)
+    assert unmatched == []
+    result = edited[edited["kept"]][["x_mm", "y_mm"]].to_numpy()
+    distances = np.hypot(result[:, None, 0] - user[None, :, 0], result[:, None, 1] - user[None, :, 1])
+    assert len(result) == len(user) and (distances.min(axis=0) <= mc_results.MATCH_RADIUS_MM).all()
+    assert mc_results.edits_from_points(np.zeros((0, 2)), user[:1]) == {"add": [user[0].tolist()], "remove": []}
+
+
+def test_largest_cluster_and_resmin_text():
+    clusters = pd.DataFrame({"patient_id": ["P1"] * 3, "timepoint": ["pre", "pre", "post"],
+                             "image": ["mg_cc_L"] * 3, "extent_mm": [12.0, 31.0, 8.0], "n": [5, 9, 4]})
+    assert mc_results.largest_cluster(clusters, "P1", "pre", "mg_cc_L")["extent_mm"] == 31.0
+    assert mc_results.largest_cluster(clusters, "P1", "c2", "mg_cc_L") is None
+    images = pd.DataFrame({"patient_id": ["P1"], "image": ["mg_cc_L"], "laterality": ["L"]})
+    assert mc_results.laterality_of(images, "P1", "mg_cc_L") == "L"
+    resmin = pd.DataFrame([{"patient_id": "P1", "laterality": "L", "pre_extent_mm": 31.0, "post_extent_mm": 8.0,
+                            "change_pct": -74.2, "mc_category": "PR", "tumour_recist": "CR", "resmin_flag": True,
+                            "statement": "RESMIN: ..."}])
+    text = mc_results.resmin_text(resmin, "P1", "L")
+    assert "MC PR (3.10 -> 0.80 cm, -74%)" in text and "tumour RECIST CR" in text and "RESMIN flag: YES" in text
+    assert "no pre/post" in mc_results.resmin_text(resmin, "P2", "L")
+    assert "No comparison" in mc_results.resmin_text(None, "P1", "L")
 
 
 # ---- CLI calls parse with the real parser -------------------------------------------------------------

@@ -29,10 +29,11 @@ def radiomics(study, jobs: int = 2, patients: Sequence[str] | None = None) -> li
     return args
 
 
-def deep_features(study, weights=None, seg_model=None) -> list[str]:
-    """ResNet-50 features with ``weights``; bottleneck features with a segmentation model bundle."""
+def deep_features(study, weights=None, seg_model=None, gradcam: bool = False) -> list[str]:
+    """ResNet-50 features with ``weights`` (and Grad-CAM maps ``deep/gradcam/<patient>/<tp>/
+    <reader>__resnet50.nii.gz`` with ``gradcam``); bottleneck features with a segmentation model bundle."""
     args = ["features", "deep", _path(study)]
-    args += ["--weights", _path(weights)] if weights else ["--skip-resnet"]
+    args += ["--weights", _path(weights)] + (["--gradcam"] if gradcam else []) if weights else ["--skip-resnet"]
     if seg_model:
         args += ["--seg-model", _path(seg_model)]
     return args
@@ -48,20 +49,25 @@ def icc(study, threshold: float = 0.8, form: str = "ICC2", session: str | None =
 
 
 def seg_predict(study, bundle, patients: Sequence[str], timepoints: Sequence[str]) -> list[str]:
-    return ["seg", "predict", _path(study), "--bundle", _path(bundle), "--patients", ",".join(patients),
+    """MONAI inference; writes ``segmentations/<patient>/<tp>/monai__monai.nii.gz`` and manifest rows."""
+    return ["seg", "predict", _path(study), "--model", _path(bundle), "--patients", ",".join(patients),
             "--timepoints", ",".join(timepoints)]
 
 
-def model_predict(study, model, patient: str, out) -> list[str]:
-    return ["model", "predict", _path(study), "--model", _path(model), "--patient", patient, "--out", _path(out)]
+def mc_detect(study, timepoints: Sequence[str] | None = None) -> list[str]:
+    """Tables mc_images, mc_detections; images already done are skipped."""
+    args = ["mc", "detect", _path(study)]
+    return args + (["--timepoints", ",".join(timepoints)] if timepoints else [])
 
 
-def mc_detect(study, patients: Sequence[str]) -> list[str]:
-    return ["mc", "detect", _path(study), "--patients", ",".join(patients)]
+def mc_extent(study) -> list[str]:
+    """Apply the stored user edits, cluster, measure extents (tables mc_mcs, mc_clusters)."""
+    return ["mc", "extent", _path(study)]
 
 
-def mc_compare(study, patients: Sequence[str]) -> list[str]:
-    return ["mc", "compare", _path(study), "--patients", ",".join(patients)]
+def mc_compare(study, pre: str = "pre", post: str = "post") -> list[str]:
+    """Pre/post extent change, MC category and RESMIN flag (tables mc_longitudinal, mc_resmin)."""
+    return ["mc", "compare", _path(study), "--pre", pre, "--post", post]
 
 
 #: Every builder with example arguments, for the CLI-compatibility test.
@@ -76,7 +82,9 @@ EXAMPLES = {
     "icc": lambda s: icc(s, 0.8),
     "icc_session": lambda s: icc(s, 0.75, "ICC2", "S1"),
     "seg_predict": lambda s: seg_predict(s, s / "bundle", ["P001"], ["pre", "post"]),
-    "model_predict": lambda s: model_predict(s, s / "model", "P001", s / "prediction.json"),
-    "mc_detect": lambda s: mc_detect(s, ["P001"]),
-    "mc_compare": lambda s: mc_compare(s, ["P001"]),
+    "deep_gradcam": lambda s: deep_features(s, s / "w.pth", s / "bundle", gradcam=True),
+    "mc_detect": lambda s: mc_detect(s, ["pre", "post"]),
+    "mc_detect_all": lambda s: mc_detect(s),
+    "mc_extent": lambda s: mc_extent(s),
+    "mc_compare": lambda s: mc_compare(s, "pre", "c2"),
 }

@@ -38,14 +38,36 @@ def showTable(tableNode) -> None:
     slicer.app.applicationLogic().PropagateTableSelection()
 
 
+def namedNode(className: str, name: str):
+    """The scene's node of this class and name (reused when a panel shows a result again), or None."""
+    for node in slicer.util.getNodesByClass(className):
+        if node.GetName() == name:
+            return node
+    return None
+
+
 def plotChart(tableNode, xColumn: str, yColumns: list[str], title: str, xTitle: str, yTitle: str,
               chartNode=None, lineOnly: bool = True, show: bool = True):
-    """A chart with one series per y column (e.g. ROC: FPR vs TPR; calibration: predicted vs observed)."""
+    """A chart with one series per y column of one table."""
+    series = [(tableNode, xColumn, yColumn, f"{title} {yColumn}") for yColumn in yColumns]
+    return plotSeriesChart(series, title, xTitle, yTitle, chartNode, lineOnly, show)
+
+
+def plotSeriesChart(series, title: str, xTitle: str, yTitle: str, chartNode=None, lineOnly: bool = True,
+                    show: bool = True):
+    """A chart (reused by name) with one series per ``(tableNode, xColumn, yColumn, seriesName)``, e.g.
+    one ROC curve per model; the chart's previous series nodes are removed from the scene."""
+    if chartNode is None:
+        chartNode = namedNode("vtkMRMLPlotChartNode", title)
     if chartNode is None:
         chartNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotChartNode", title)
+    old = [chartNode.GetNthPlotSeriesNode(i) for i in range(chartNode.GetNumberOfPlotSeriesNodes())]
     chartNode.RemoveAllPlotSeriesNodeIDs()
-    for yColumn in yColumns:
-        seriesNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{title} {yColumn}")
+    for node in old:
+        if node is not None:
+            slicer.mrmlScene.RemoveNode(node)
+    for tableNode, xColumn, yColumn, name in series:
+        seriesNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
         seriesNode.SetAndObserveTableNodeID(tableNode.GetID())
         seriesNode.SetXColumnName(xColumn)
         seriesNode.SetYColumnName(yColumn)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: NACResponseLib.study.TIMEPOINTS in chronological order (repeated here so the module file can build
+#: its parameter node before the core's dependencies are installed).
+TIMEPOINTS = ["pre", "c2", "c4", "post"]
+
 _ROLE_LABELS = {
     "dce_pre": "DCE-pre",
     "dce_early": "DCE-early",

@@ -69,3 +69,16 @@ def showSideBySide(leftVolume, rightVolume) -> None:
         compositeNode.SetLinkedControl(True)
         sliceWidget.mrmlSliceNode().SetOrientationToAxial()
         sliceLogic.FitSliceToBackground()
+
+
+def showOverlay(viewName: str, overlayVolume, opacity: float) -> None:
+    """``overlayVolume`` as the foreground of one slice view (e.g. a Grad-CAM map over its image)."""
+    layoutManager = slicer.app.layoutManager()
+    if layoutManager is None or overlayVolume is None:
+        return
+    sliceWidget = layoutManager.sliceWidget(viewName)
+    if sliceWidget is None:
+        return
+    compositeNode = sliceWidget.sliceLogic().GetSliceCompositeNode()
+    compositeNode.SetForegroundVolumeID(overlayVolume.GetID())
+    compositeNode.SetForegroundOpacity(opacity)

@@ -1,0 +1,74 @@
+"""Cohort ROC and calibration curves from ``reports/models/<target>/evaluation.json`` (written by
+``nacresponse model evaluate``: per model the out-of-fold probabilities ``oof``, outcomes ``y`` and
+the calibration ``deciles``), as data frames the Prediction panel plots (Slicer-free)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def find_evaluations(reports_dir) -> dict[str, Path]:
+    """``{target: evaluation.json}`` under ``<study>/reports/models``."""
+    root = Path(reports_dir) / "models"
+    if not root.is_dir():
+        return {}
+    return {p.parent.name: p for p in sorted(root.glob("*/evaluation.json"))}
+
+
+def load_evaluation(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the evaluation ({exc})") from None
+
+
+def roc_curve(y, p) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical ROC (false-positive rate, true-positive rate), one step per distinct threshold."""
+    y = np.asarray(y, dtype=int).ravel()
+    p = np.asarray(p, dtype=float).ravel()
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("an ROC curve needs both outcomes")
+    order = np.argsort(-p, kind="mergesort")
+    p, y = p[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]
+    tps = np.cumsum(y)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos]
+
+
+def roc_frames(evaluation: dict) -> dict:
+    """``{model: DataFrame(fpr, tpr)}`` for every model of an evaluation."""
+    import pandas as pd
+
+    out = {}
+    for name, model in evaluation.get("models", {}).items():
+        fpr, tpr = roc_curve(model["y"], model["oof"])
+        out[name] = pd.DataFrame({"fpr": fpr, "tpr": tpr})
+    return out
+
+
+def calibration_frames(evaluation: dict) -> dict:
+    """``{model: DataFrame(mean_predicted, observed, n)}`` (the evaluation's quantile groups)."""
+    import pandas as pd
+
+    out = {}
+    for name, model in evaluation.get("models", {}).items():
+        deciles = pd.DataFrame(model.get("deciles") or [])
+        if {"mean_predicted", "observed"} <= set(deciles.columns):
+            out[name] = deciles[["mean_predicted", "observed"] + (["n"] if "n" in deciles else [])]
+    return out
+
+
+def auc_text(evaluation: dict) -> str:
+    parts = []
+    for name, model in evaluation.get("models", {}).items():
+        auc = (model.get("metrics") or {}).get("auc") or {}
+        if isinstance(auc.get("estimate"), (int, float)):
+            parts.append(f"{name} AUC {auc['estimate']:.3f} [{auc.get('ci_low', float('nan')):.3f}-"
+                         f"{auc.get('ci_high', float('nan')):.3f}]")
+    return "; ".join(parts)
