@@ -24,6 +24,8 @@ TESTS = [
     "test_reader_session",
     "test_ftv_and_recist",
     "test_background_runner",
+    "test_prediction_panel",
+    "test_mc_panel",
 ]
 
 _study = {}
@@ -36,14 +38,14 @@ def _requireCore(t) -> None:
 
 
 def _syntheticStudy(t):
-    """A 2-patient synthetic study, generated once per test run."""
+    """A 2-patient synthetic study (both with mammograms), generated once per test run."""
     _requireCore(t)
     if "store" not in _study:
         from NACResponseLib.importers import import_folder
         from NACResponseLib.synthetic import generate_cohort
 
         root = tempfile.mkdtemp(prefix="nacresponse-selftest-")
-        source = generate_cohort(os.path.join(root, "source"), n_patients=2, seed=3)
+        source = generate_cohort(os.path.join(root, "source"), n_patients=2, seed=3, mc_fraction=1.0)
         _study["store"] = import_folder(source, os.path.join(root, "study"))
     return _study["store"]
 
@@ -213,3 +215,130 @@ def test_background_runner(t) -> None:
     t.assertIsNotNone(result)
     t.assertEqual(result.returncode, 0, "\n".join(result.log))
     t.assertTrue(events and events[-1].done == events[-1].total)
+
+
+def _savedModelAndFeatures(store, folder):
+    """A real saved logistic model of the core and a radiomics_wide table holding its features."""
+    import pandas as pd
+
+    from NACResponseLib.modelling.artefact import save_model
+    from NACResponseLib.modelling.pipeline import ModelSpec, fit_model
+    from NACResponseLib.modelling.selection import SelectionConfig
+
+    rng = np.random.default_rng(0)
+    columns = [f"pre__dce_early__original_firstorder_F{i}" for i in range(4)]
+    X = pd.DataFrame(rng.normal(size=(30, 4)), columns=columns)
+    y = (X.iloc[:, 0] > 0).astype(int).to_numpy()
+    pipe = fit_model(ModelSpec("radiomics", "logistic", SelectionConfig(lasso=False, univariate_alpha=0.5)), X, y)
+    save_model(folder, pipe, target="pcr", kind="radiomics", training_summary={"n": 30}, provenance={},
+               operating_points={"early": {"threshold": 0.3}, "late": {"threshold": 0.7}}, X_train=X)
+    patients = sorted(store.cohort.patients)
+    wide = pd.DataFrame({"patient_id": patients, "reader": "R1", **{c: rng.normal(size=len(patients)) for c in columns}})
+    store.write_table("radiomics_wide", wide, {"step": "NACResponse self-test"})
+
+
+def test_prediction_panel(t) -> None:
+    """Prediction, top-feature table, Grad-CAM overlay on its image, ROC and calibration charts."""
+    import SimpleITK as sitk
+
+    from NACResponseLib.modelling.calibration import decile_table
+    from NACResponseLib.modelling.report import results_to_json
+
+    from .panels import PanelLogic
+
+    store = _syntheticStudy(t)
+    if importlib.util.find_spec("sklearn") is None:
+        t.skipTest("scikit-learn not installed in Slicer's Python")
+    modelFolder = os.path.join(tempfile.mkdtemp(prefix="nacresponse-model-"), "model")
+    _savedModelAndFeatures(store, modelFolder)
+    logic = PanelLogic()
+    logic.openStudy(store.root)
+    patient = logic.patientIds()[0]
+    prediction = logic.predictCase(modelFolder, patient)
+    t.assertTrue(0.0 < prediction["probability"] < 1.0)
+    t.assertEqual(set(prediction["classes"]), {"early", "late"})
+    text = logic.showPrediction(prediction, patient)
+    t.assertIn(f"P(pcr) = {prediction['probability']:.3f}", text)
+    table = slicer.mrmlScene.GetFirstNodeByName(f"{patient} top features")
+    t.assertEqual(table.GetNumberOfRows(), len(prediction["top_features"]))
+
+    # Grad-CAM map written where 'features deep --gradcam' writes it, on the DCE grid
+    dce = sitk.ReadImage(str(store.path(store.cohort[patient].timepoint("pre").image("dce_early").path)))
+    heatArray = np.zeros(sitk.GetArrayFromImage(dce).shape, np.float32)
+    centre = tuple(n // 2 for n in heatArray.shape)
+    heatArray[centre[0] - 1:centre[0] + 2, centre[1] - 5:centre[1] + 5, centre[2] - 5:centre[2] + 5] = 1.0
+    heat = sitk.GetImageFromArray(heatArray)
+    heat.CopyInformation(dce)
+    path = store.root / "deep" / "gradcam" / patient / "pre" / "R1__resnet50.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(heat, str(path))
+    overlays = logic.showGradcam(patient, ["pre", "post"])
+    t.assertEqual(len(overlays), 1)
+    np.testing.assert_allclose(overlays[0].GetSpacing(), dce.GetSpacing(), atol=1e-6)
+    t.assertEqual(overlays[0].GetDisplayNode().GetColorNodeID(), "vtkMRMLColorTableNodeRainbow")
+
+    # evaluation.json in the format 'nacresponse model evaluate' writes
+    rng = np.random.default_rng(1)
+    yy = rng.integers(0, 2, 30)
+    pp = np.clip(0.4 * yy + 0.6 * rng.random(30), 0, 1)
+    evaluation = {"models": {"radiomics": {"y": yy.tolist(), "oof": pp.tolist(), "deciles": decile_table(yy, pp),
+                                           "metrics": {"auc": {"estimate": 0.8, "ci_low": 0.6, "ci_high": 0.9}}}}}
+    folder = store.reports_dir / "models" / "pcr"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "evaluation.json").write_text(results_to_json(evaluation))
+    shown = logic.showEvaluationPlots(modelFolder, show=False)
+    t.assertEqual(shown["charts"]["ROC"].GetNumberOfPlotSeriesNodes(), 2)  # the model and the chance line
+    t.assertEqual(shown["charts"]["calibration"].GetNumberOfPlotSeriesNodes(), 2)
+    rocTable = slicer.mrmlScene.GetFirstNodeByName("pcr ROC radiomics")
+    t.assertEqual(slicer.util.arrayFromTableColumn(rocTable, "tpr")[-1], 1.0)
+    t.assertIn("radiomics AUC 0.800", shown["text"])
+
+
+def _runCli(t, arguments) -> None:
+    from .qt_runner import BackgroundTask
+
+    result = BackgroundTask(arguments, arguments[0]).start().waitForCompletion(300)
+    t.assertIsNotNone(result)
+    t.assertEqual(result.returncode, 0, "\n".join(result.log))
+
+
+def test_mc_panel(t) -> None:
+    """Detect + extent (real commands), editable points, extents in cm, saved edits, RESMIN comparison."""
+    import json
+
+    from .markups import lineLengthMm
+    from .mc_panel import mcExtentLineName, mcPointListName
+    from .panels import PanelLogic
+
+    store = _syntheticStudy(t)
+    logic = PanelLogic()
+    logic.openStudy(store.root)
+    patient = logic.patientIds()[0]
+    image = [k for k in logic.imageKeys(patient) if k.startswith("mg_cc")][0]
+    _runCli(t, logic.mcDetectArguments(["pre", "post"]))
+    _runCli(t, logic.mcExtentArguments())
+    text = logic.showMcResults(patient, image, ["pre", "post"])
+    t.assertIn("extent", text)
+    mcs = store.read_table("mc_mcs")
+    rows = mcs[(mcs.patient_id == patient) & (mcs.timepoint == "pre") & (mcs.image == image) & mcs.kept.astype(bool)]
+    pointList = slicer.mrmlScene.GetFirstNodeByName(mcPointListName(patient, "pre", image))
+    t.assertEqual(pointList.GetNumberOfControlPoints(), len(rows))
+    clusters = store.read_table("mc_clusters")
+    largest = clusters[(clusters.patient_id == patient) & (clusters.timepoint == "pre")
+                       & (clusters.image == image)]["extent_mm"].max()
+    line = slicer.mrmlScene.GetFirstNodeByName(mcExtentLineName(patient, "pre", image))
+    t.assertAlmostEqual(lineLengthMm(line), largest, places=3)  # scene geometry agrees with the core's mm
+    t.assertEqual(line.GetMeasurement("length").GetUnits(), "cm")
+
+    # the user deletes one MC at pre; the edit is stored in the core's format and re-applied by 'mc extent'
+    pointList.RemoveNthControlPoint(0)
+    paths = logic.saveMcEdits(patient, image, ["pre", "post"], actor="S1")
+    edits = json.loads(paths[0].read_text())
+    t.assertEqual((len(edits["remove"]), len(edits["add"])), (1, 0))
+    _runCli(t, logic.mcExtentArguments())
+    logic.showMcResults(patient, image, ["pre", "post"])
+    t.assertEqual(slicer.mrmlScene.GetFirstNodeByName(mcPointListName(patient, "pre", image))
+                  .GetNumberOfControlPoints(), len(rows) - 1)
+    _runCli(t, logic.mcCompareArguments("pre", "post"))
+    comparison = logic.mcComparisonText(patient, image)
+    t.assertIn("RESMIN flag", comparison)
