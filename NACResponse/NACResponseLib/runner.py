@@ -158,9 +158,14 @@ def _result_paths(results_dir: Path, digest: str) -> tuple[Path, Path]:
 
 
 def execute_task(function: str, kwargs: dict[str, Any], key: str, digest: str, results_dir: str,
-                 meta: dict[str, Any] | None = None, write: bool = True) -> dict[str, Any]:
-    """Run one task and (by default) write its record atomically.  Never raises for task errors."""
-    limit_threads()
+                 meta: dict[str, Any] | None = None, write: bool = True, *, worker: bool = True) -> dict[str, Any]:
+    """Run one task and (by default) write its record atomically.  Never raises for task errors.
+
+    In a worker process (``worker``) threads are limited to one; the serial in-process mode
+    leaves the caller's thread settings alone.
+    """
+    if worker:
+        limit_threads()
     start = time.perf_counter()
     record: dict[str, Any] = {"key": key, "digest": digest, "function": function, "meta": meta or {},
                               "host": platform.node(), "pid": os.getpid()}
@@ -302,7 +307,7 @@ def _task_args(t: Task, digests: dict[str, str], results_dir: Path) -> tuple:
 def _run_serial(todo, digests, results_dir, cancel, on_record) -> None:
     for t in todo:
         cancel.check()
-        on_record(execute_task(*_task_args(t, digests, results_dir)))
+        on_record(execute_task(*_task_args(t, digests, results_dir), worker=False))
 
 
 def _run_pool(todo, digests, results_dir, cancel, on_record, workers: int, preload) -> None:
