@@ -156,3 +156,42 @@ def test_input_failures_are_final_for_their_digest(tmp_path):
     assert first.failures == {"bad": "input 3 is unusable"} and first.computed == 1
     second = run_tasks(tasks, tmp_path, mode="serial", progress_mode="none")
     assert second.computed == 0 and second.reused == 1 and second.failures == {"bad": "input 3 is unusable"}
+
+
+def test_longest_first_order_and_results_in_task_order(tmp_path):
+    from NACResponseLib.runner import longest_first
+
+    tasks = _square_tasks(5)
+    estimate = {"t0": 2, "t1": 9, "t2": 5, "t3": 9, "t4": 1}
+    assert [t.key for t in longest_first(tasks, None)] == [t.key for t in tasks]
+    # decreasing cost, ties keep their order (stable)
+    assert [t.key for t in longest_first(tasks, lambda t: estimate[t.key])] == ["t1", "t3", "t2", "t0", "t4"]
+    # one pool worker runs tasks in submission order: the recorded start times follow the costs
+    seen = []
+
+    def cost(t):
+        seen.append(t.key)
+        return estimate[t.key]
+
+    out = run_tasks(tasks, tmp_path, mode="process", jobs=1, progress_mode="none", cost=cost)
+    assert sorted(seen) == sorted(t.key for t in tasks)  # cost asked once per unfinished task
+    records = [read_record(tmp_path, out.digests[t.key]) for t in tasks]
+    started = sorted(records, key=lambda r: r["started"])
+    assert [r["key"] for r in started] == ["t1", "t3", "t2", "t0", "t4"]
+    assert list(out.results) == [t.key for t in tasks]  # results keep task order
+    seen.clear()
+    again = run_tasks(tasks, tmp_path, mode="process", jobs=1, progress_mode="none", cost=cost)
+    assert again.reused == 5 and seen == []  # no cost estimate (e.g. reading masks) on a finished rerun
+
+
+def test_unchanged_means_nothing_ran(tmp_path):
+    tasks = [Task(key="bad", function="test_runner_tasks:reject", kwargs={"x": 3}),
+             Task(key="ok", function="test_runner_tasks:square", kwargs={"x": 2})]
+    first = run_tasks(tasks, tmp_path / "a", mode="serial", progress_mode="none")
+    assert not first.unchanged
+    second = run_tasks(tasks, tmp_path / "a", mode="serial", progress_mode="none")
+    assert second.unchanged and second.reused_failed == 1  # a final bad-input failure does not rerun
+    crash = [Task(key="crash", function="test_runner_tasks:fail_on", kwargs={"x": 1, "bad": 1})]
+    run_tasks(crash, tmp_path / "b", mode="serial", progress_mode="none")
+    retried = run_tasks(crash, tmp_path / "b", mode="serial", progress_mode="none")
+    assert retried.failed == 1 and retried.reused_failed == 0 and not retried.unchanged  # crashes are retried

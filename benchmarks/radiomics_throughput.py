@@ -32,8 +32,28 @@ from pathlib import Path
 def _copy(store, dest):
     from NACResponseLib.store import StudyStore
 
+    shutil.rmtree(dest, ignore_errors=True)  # a --workdir reused from an earlier run
     shutil.copytree(store.root, dest, ignore=shutil.ignore_patterns("work", "tables"))
     return StudyStore(dest)
+
+
+def _utilisation(store, summary, t_start: float, t_end: float) -> str:
+    """Where the wall time of a pool run went, from the task records' start times and durations."""
+    import json
+
+    records = [json.loads(p.read_text()) for p in (store.root / "work" / "radiomics").glob("*.json")]
+    records = [r for r in records if r.get("status") == "done" and "started" in r]
+    if not records:
+        return "no task records"
+    busy = sum(r["seconds"] for r in records)
+    first = min(r["started"] for r in records)
+    ends: dict[int, float] = {}
+    for r in records:
+        ends[r["pid"]] = max(ends.get(r["pid"], 0.0), r["started"] + r["seconds"])
+    last = max(ends.values())
+    return (f"workers busy {busy / (summary.workers * (t_end - t_start)):.0%} of the wall time; "
+            f"first task started after {first - t_start:.1f} s, workers ran out of work "
+            f"{last - min(ends.values()):.1f} s apart, tables written {t_end - last:.1f} s after the last task")
 
 
 def _peak_mb() -> tuple[float, float]:
@@ -96,15 +116,16 @@ def main(argv=None) -> int:
 
     # (b) our runner, local process pool
     store_b = _copy(base, work / "study_b")
-    t = time.perf_counter()
+    t, wall = time.perf_counter(), time.time()
     res_b = extract_cohort(store_b, args.params, jobs=args.jobs, images=images, readers=readers, progress_mode="none")
     time_b = time.perf_counter() - t
     print(f"(b) runner, {args.jobs} processes:          {time_b:8.1f} s  [{res_b.summary.message().splitlines()[0]}]")
+    print(f"    {_utilisation(store_b, res_b.summary, wall, wall + time_b)}")
 
     # (c) our runner on a Dask LocalCluster
     store_c = _copy(base, work / "study_c")
     t = time.perf_counter()
-    with local_cluster(args.jobs) as cluster:
+    with local_cluster(args.jobs, preload=["NACResponseLib.radiomics.extractor", "radiomics.featureextractor"]) as cluster:
         start_c = time.perf_counter() - t
         t = time.perf_counter()
         res_c = extract_cohort(store_c, args.params, scheduler=cluster.scheduler_address, images=images,
@@ -116,7 +137,12 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     res_d = extract_cohort(store_b, args.params, jobs=args.jobs, images=images, readers=readers, progress_mode="none")
     time_d = time.perf_counter() - t
-    print(f"(d) rerun of (b), all finished:  {time_d:8.2f} s  ({res_d.summary.reused} reused)")
+    t = time.perf_counter()
+    shapes = [res_d.long.shape, res_d.wide.shape]  # the stored tables, read on first access
+    time_read = time.perf_counter() - t
+    kept = "stored tables kept, not rewritten" if res_d.reused_tables else "tables rebuilt"
+    print(f"(d) rerun of (b), all finished:  {time_d:8.2f} s  ({res_d.summary.reused} reused, {kept}; "
+          f"reading them back {time_read:.2f} s more: long {shapes[0]}, wide {shapes[1]})")
 
     # identical values?
     worst = 0.0

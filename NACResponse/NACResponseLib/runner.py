@@ -18,6 +18,9 @@ inference, deep features).  Properties:
   Client; workers must see the same file paths, e.g. a shared file system).
 * **Threads** - workers run with one thread each (SimpleITK, OpenMP, BLAS), so N workers use N
   cores without oversubscription.
+* **Longest first** - given a ``cost`` estimate, the pool and Dask start the costliest unfinished
+  tasks first (longest-processing-time-first), so the workers run out of work together instead of
+  one worker finishing a large task alone at the end.
 * **Progress and cancel** - a :class:`~NACResponseLib.progress.Progress` (bar / JSON lines /
   callback) and a :class:`~NACResponseLib.progress.CancelToken` checked while waiting.
 
@@ -85,16 +88,23 @@ class RunSummary:
     computed: int = 0
     reused: int = 0
     failed: int = 0
+    reused_failed: int = 0  # of ``failed``: bad-input failures reported from an earlier run
     cancelled: bool = False
     seconds: float = 0.0
     mode: str = "serial"
     workers: int = 1
     results: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)  # task key -> result digest
 
     @property
     def done(self) -> int:
         return self.computed + self.reused
+
+    @property
+    def unchanged(self) -> bool:
+        """True when nothing ran: every task was finished or finally failed in an earlier run."""
+        return not self.cancelled and self.computed == 0 and self.failed == self.reused_failed
 
     def message(self, max_failures: int = 10) -> str:
         text = (f"{self.done} done ({self.computed} computed, {self.reused} already finished), "
@@ -111,7 +121,7 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "computed": self.computed, "reused": self.reused, "failed": self.failed,
-                "cancelled": self.cancelled, "seconds": round(self.seconds, 3), "mode": self.mode,
+                "reused_failed": self.reused_failed, "cancelled": self.cancelled, "seconds": round(self.seconds, 3), "mode": self.mode,
                 "workers": self.workers, "failures": dict(self.failures)}
 
 
@@ -168,7 +178,7 @@ def execute_task(function: str, kwargs: dict[str, Any], key: str, digest: str, r
         limit_threads()
     start = time.perf_counter()
     record: dict[str, Any] = {"key": key, "digest": digest, "function": function, "meta": meta or {},
-                              "host": platform.node(), "pid": os.getpid()}
+                              "host": platform.node(), "pid": os.getpid(), "started": time.time()}
     try:
         value = resolve(function)(**kwargs)
         record.update(status="done", value=value)
@@ -226,14 +236,16 @@ def default_jobs() -> int:
 def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | None = None, jobs: int | None = None,
               scheduler: str | Any | None = None, stage: str = "tasks", progress: ProgressCallback | None = None,
               progress_mode: str | None = None, cancel: CancelToken | None = None,
-              preload: Iterable[str] = ()) -> RunSummary:
+              preload: Iterable[str] = (), cost: Callable[[Task], float] | None = None) -> RunSummary:
     """Run ``tasks``, skipping those already finished in ``results_dir``; return a :class:`RunSummary`.
 
     ``mode``: ``"serial"``, ``"process"`` (default; ``jobs`` workers, default all cores) or
     ``"dask"`` (``scheduler`` is a ``tcp://host:port`` address or a ``distributed.Client``;
     giving ``scheduler`` implies dask).  ``preload``: modules the process-pool workers import
-    at start-up (the task functions' modules are added automatically).  Raises
-    :class:`CancelledError` when ``cancel`` is set; finished tasks stay on disk.
+    at start-up (the task functions' modules are added automatically).  ``cost``: estimated
+    relative run time of a task, called for unfinished tasks only; the pool and Dask start the
+    costliest first (results keep task order).  Raises :class:`CancelledError` when ``cancel``
+    is set; finished tasks stay on disk.
     """
     tasks = list(tasks)
     keys = [t.key for t in tasks]
@@ -253,6 +265,7 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
     summary = RunSummary(total=len(tasks), mode=mode)
 
     digests = {t.key: t.digest() for t in tasks}
+    summary.digests = digests
     values: dict[str, Any] = {}
     todo: list[Task] = []
     for t in tasks:
@@ -265,6 +278,7 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
         else:
             summary.failures[t.key] = record["error"]
             summary.failed += 1
+            summary.reused_failed += 1
 
     def on_record(record: dict[str, Any], bar: Progress) -> None:
         if record["status"] == "done":
@@ -284,10 +298,12 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
                     summary.workers = 1
                     _run_serial(todo, digests, results_dir, cancel, lambda r: on_record(r, bar))
                 elif mode == "process":
+                    todo = longest_first(todo, cost)
                     summary.workers = min(jobs or default_jobs(), len(todo))
                     _run_pool(todo, digests, results_dir, cancel, lambda r: on_record(r, bar), summary.workers,
                               preload)
                 else:
+                    todo = longest_first(todo, cost)
                     summary.workers = _run_dask(todo, digests, results_dir, cancel, lambda r: on_record(r, bar),
                                                 scheduler)
         except CancelledError:
@@ -298,6 +314,18 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
             summary.results = {k: values[k] for k in keys if k in values}
             summary.failures = {k: summary.failures[k] for k in keys if k in summary.failures}
     return summary
+
+
+def longest_first(tasks: list[Task], cost: Callable[[Task], float] | None) -> list[Task]:
+    """Tasks by decreasing estimated cost (stable; unchanged without ``cost``).
+
+    Longest-processing-time-first keeps N workers busy until the end: the last tasks to start
+    are the short ones, so the idle tail is at most one short task (Graham's 4/3 bound).
+    """
+    if cost is None:
+        return list(tasks)
+    costs = {t.key: float(cost(t)) for t in tasks}
+    return sorted(tasks, key=lambda t: -costs[t.key])
 
 
 def _task_args(t: Task, digests: dict[str, str], results_dir: Path) -> tuple:
@@ -356,9 +384,10 @@ def _run_dask(todo, digests, results_dir, cancel, on_record, scheduler) -> int:
     futures = {}
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-        for t in todo:
+        # Higher priority first: the scheduler hands out the (longest-first) submission order.
+        for i, t in enumerate(todo):
             fut = client.submit(execute_task, *_task_args(t, digests, results_dir), pure=False,
-                                key=f"nacresponse-{t.key}-{digests[t.key][:12]}")
+                                key=f"nacresponse-{t.key}-{digests[t.key][:12]}", priority=len(todo) - i)
             futures[fut] = t
         with client.as_current():  # as_completed looks up the current client
             pending = as_completed(list(futures))
@@ -387,14 +416,18 @@ def _run_dask(todo, digests, results_dir, cancel, on_record, scheduler) -> int:
     return n_workers
 
 
-def local_cluster(n_workers: int = 2, **kwargs: Any):
-    """A loopback ``distributed.LocalCluster`` with process workers of one thread each (tests, laptops)."""
+def local_cluster(n_workers: int = 2, preload: Iterable[str] = (), **kwargs: Any):
+    """A loopback ``distributed.LocalCluster`` with process workers of one thread each (tests, laptops).
+
+    ``preload``: modules every worker imports when it starts (``dask worker --preload MODULE`` on
+    a real cluster), so the first tasks do not pay for importing e.g. pyradiomics.
+    """
     import dask
     from distributed import LocalCluster
 
     env = {name: "1" for name in _THREAD_ENV}
     opts = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1",
-            "dashboard_address": None, "silence_logs": logging.ERROR}
+            "dashboard_address": None, "silence_logs": logging.ERROR, "preload": list(preload)}
     opts.update(kwargs)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return LocalCluster(**opts)

@@ -7,14 +7,22 @@ images explicitly (``images=[...]``) to pair them regardless (a grid mismatch is
 failure), or set ``resample_masks=True`` to let pyradiomics resample the mask onto each image's
 grid with nearest neighbour (its ``correctMask`` setting).  2D images (ultrasound, mammography)
 use the 2D parameter set.
+
+Two things keep the runner's throughput close to the number of cores: ROIs are handed out
+largest first (an estimate from the mask's label volume and the number of filtered images, see
+:func:`roi_cost`), and a rerun in which every ROI was already finished, under exactly the same
+task digests and parameters as the stored tables (the ``fingerprint`` in their provenance),
+returns the stored tables without assembling or rewriting them.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import CancelledError, InputError
 from ..progress import CancelToken, ProgressCallback
@@ -25,6 +33,9 @@ log = logging.getLogger(__name__)
 
 TASK_FUNCTION = "NACResponseLib.radiomics.extractor:extract_task"
 TABLE_LONG, TABLE_WIDE, TABLE_FAILURES = "radiomics", "radiomics_wide", "radiomics_failures"
+TABLES = (TABLE_LONG, TABLE_WIDE, TABLE_FAILURES)
+# Bump when the table assembly (tables.py, _assemble) changes: stored tables are then rebuilt.
+TABLES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -50,30 +61,68 @@ class RoiSpec:
                 "reader": self.reader, "method": self.method, "label": int(self.label)}
 
 
-@dataclass
 class CohortRadiomics:
-    """What :func:`extract_cohort` produced (tables are also in the store when ``write``)."""
+    """What :func:`extract_cohort` produced (tables are also in the store when ``write``).
 
-    long: Any  # pandas DataFrame
-    wide: Any
-    failures: Any
-    summary: Any  # runner.RunSummary
-    provenance: dict[str, Any] = field(default_factory=dict)
-    rois: list[RoiSpec] = field(default_factory=list)
+    ``long``, ``wide`` and ``failures`` are pandas DataFrames; when a rerun changed nothing
+    (``reused_tables``) they are the stored tables, read from the study on first access.
+    """
+
+    def __init__(self, long=None, wide=None, failures=None, summary=None, provenance: dict[str, Any] | None = None,
+                 rois: list[RoiSpec] | None = None, *, store=None):
+        self._frames = {TABLE_LONG: long, TABLE_WIDE: wide, TABLE_FAILURES: failures}
+        self._store = store
+        self.summary = summary  # runner.RunSummary
+        self.provenance = provenance or {}
+        self.rois = rois or []
+
+    @property
+    def reused_tables(self) -> bool:
+        return self._store is not None
+
+    def _frame(self, name: str):
+        if self._frames[name] is None and self._store is not None:
+            self._frames[name] = self._store.read_table(name)
+        return self._frames[name]
+
+    @property
+    def long(self):
+        return self._frame(TABLE_LONG)
+
+    @property
+    def wide(self):
+        return self._frame(TABLE_WIDE)
+
+    @property
+    def failures(self):
+        return self._frame(TABLE_FAILURES)
+
+
+_grid_cache: dict[tuple[str, int, int], tuple | None] = {}
 
 
 def _grid(path: Path) -> tuple | None:
-    """(dimension, size, spacing, origin, direction) from the header only, or None if unreadable."""
+    """(dimension, size, spacing, origin, direction) from the header only, or None if unreadable.
+
+    Cached per process on (path, size, mtime) like the file hashes, so planning a rerun (or the
+    GUI's next case) does not reread every header.
+    """
     import SimpleITK as sitk
 
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _grid_cache:
+        return _grid_cache[key]
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
         return None
-    return (reader.GetDimension(), tuple(reader.GetSize()), tuple(round(s, 4) for s in reader.GetSpacing()),
+    grid = (reader.GetDimension(), tuple(reader.GetSize()), tuple(round(s, 4) for s in reader.GetSpacing()),
             tuple(round(o, 3) for o in reader.GetOrigin()), tuple(round(d, 4) for d in reader.GetDirection()))
+    _grid_cache[key] = grid
+    return grid
 
 
 def plan_rois(store, *, images: list[str] | None = None, readers: list[str] | None = None,
@@ -165,6 +214,83 @@ def make_tasks(store, rois: list[RoiSpec], params3d: dict, params2d: dict):
     return tasks
 
 
+def _n_images(params: dict) -> int:
+    """Filtered images pyradiomics computes features on (Original, 8 or 4 wavelet bands, LoG sigmas...)."""
+    count = 0
+    for name, options in (params.get("imageType") or {}).items():
+        options = options or {}
+        if name == "Wavelet":
+            count += 4 if (params.get("setting") or {}).get("force2D") else 8
+        elif name == "LoG":
+            count += max(1, len(options.get("sigma") or []))
+        else:
+            count += 1
+    return max(count, 1)
+
+
+def roi_cost(task) -> float:
+    """Estimated relative extraction time of a radiomics task: label volume x filtered images.
+
+    Texture matrices dominate and scale with the ROI's voxels after resampling, so the label's
+    physical volume in resampled voxels is the estimate (mask read once per file, cheap next to
+    an extraction); an unreadable mask costs 0 (it fails fast).
+    """
+    kw = task.kwargs
+    volume = _label_volumes(kw["mask"]).get(int(kw["label"]), 0.0)
+    spacing = (kw["params"].get("setting") or {}).get("resampledPixelSpacing")
+    if spacing and all(spacing):
+        volume /= float(np.prod(spacing))
+    return volume * _n_images(kw["params"])
+
+
+_volume_cache: dict[tuple[str, int, int], dict[int, float]] = {}
+
+
+def _label_volumes(path: str) -> dict[int, float]:
+    """{label: physical volume (voxel count x voxel volume)} of a mask file, cached by (path, size, mtime)."""
+    import os
+
+    import SimpleITK as sitk
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {}
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _volume_cache:
+        try:
+            mask = sitk.ReadImage(path)
+        except RuntimeError:
+            return {}
+        labels, counts = np.unique(sitk.GetArrayViewFromImage(mask), return_counts=True)
+        voxel = float(np.prod(mask.GetSpacing()))
+        _volume_cache[key] = {int(v): float(c) * voxel for v, c in zip(labels, counts) if v == int(v)}
+    return _volume_cache[key]
+
+
+def fingerprint(rois: list[RoiSpec], digests: dict[str, str], parameters: dict[str, Any]) -> str:
+    """What the tables are a function of: the ordered ROI task digests (inputs, parameters,
+    pyradiomics version), the run parameters and the table-assembly version."""
+    from .. import __version__
+    from ..provenance import sha256_json
+
+    return sha256_json({"tasks": [[r.key, digests[r.key]] for r in rois], "parameters": parameters,
+                        "tables_version": TABLES_VERSION, "nacresponse": __version__})
+
+
+def _stored_tables_match(store, value: str) -> bool:
+    """True when all three tables exist and were written from exactly this fingerprint."""
+    for name in TABLES:
+        if not store.has_table(name):
+            return False
+        try:
+            if store.table_provenance(name).get("fingerprint") != value:
+                return False
+        except Exception:  # unreadable table: rebuild it
+            return False
+    return True
+
+
 def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
                    mode: str | None = None, images: list[str] | None = None, readers: list[str] | None = None,
                    methods: list[str] | None = None, timepoints: list[str] | None = None,
@@ -196,23 +322,34 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
     try:
         summary = run_tasks(tasks, store.root / "work" / "radiomics", mode=mode, jobs=jobs, scheduler=scheduler,
                             stage="radiomics", progress=progress, progress_mode=progress_mode, cancel=cancel,
-                            preload=("NACResponseLib.radiomics.extractor", "radiomics.featureextractor"))
+                            preload=("NACResponseLib.radiomics.extractor", "radiomics.featureextractor"),
+                            cost=roi_cost)
     except CancelledError:
         if run_id:
             store.finish_run(run_id, "cancelled")
         raise
+    status = "done" if not summary.failed else "done_with_failures"
+    parameters = {**run_parameters, "parameter_sets": described}
+    tables_print = fingerprint(rois, summary.digests, parameters)
+    if write and summary.unchanged and _stored_tables_match(store, tables_print):
+        # Nothing ran and the stored tables come from exactly these tasks: keep them as they are.
+        store.finish_run(run_id, status, {**summary.as_dict(), "tables": "unchanged"})
+        store.audit("radiomics", target=f"table:{TABLE_LONG}",
+                    details={"run_id": run_id, "done": summary.done, "failed": summary.failed, "tables": "unchanged"})
+        return CohortRadiomics(summary=summary, provenance=store.table_provenance(TABLE_LONG), rois=rois,
+                               store=store)
     result = _assemble(rois, summary)
     inputs = sorted({str(store.path(r.image_path)) for r in rois} | {str(store.path(r.mask_path)) for r in rois})
     inputs = [p for p in inputs if Path(p).is_file()]
     result.provenance = collect(
-        step="radiomics", parameters={**run_parameters, "parameter_sets": described}, inputs=inputs,
-        base=store.root, extra={"run_id": run_id, "summary": summary.as_dict(),
+        step="radiomics", parameters=parameters, inputs=inputs,
+        base=store.root, extra={"run_id": run_id, "summary": summary.as_dict(), "fingerprint": tables_print,
                                 "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
     if write:
         store.write_table(TABLE_LONG, result.long, result.provenance)
         store.write_table(TABLE_WIDE, result.wide, result.provenance)
         store.write_table(TABLE_FAILURES, result.failures, result.provenance)
-        store.finish_run(run_id, "done" if not summary.failed else "done_with_failures", summary.as_dict())
+        store.finish_run(run_id, status, summary.as_dict())
         store.audit("radiomics", target=f"table:{TABLE_LONG}",
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
     return result
@@ -244,4 +381,5 @@ def extract_case(store, patient_id: str, params=None, params_2d=None, *, jobs: i
     return result.long
 
 
-__all__ = ["CohortRadiomics", "RoiSpec", "extract_case", "extract_cohort", "make_tasks", "plan_rois"]
+__all__ = ["CohortRadiomics", "RoiSpec", "extract_case", "extract_cohort", "fingerprint", "make_tasks", "plan_rois",
+           "roi_cost"]

@@ -79,10 +79,6 @@ def wide_table(long, timepoints: list[str] | None = None, deltas: bool = True):
     images = sorted(frame["image"].unique())
     rows = sorted(set(zip(frame["patient_id"], frame["_reader"])))
     row_index = {r: i for i, r in enumerate(rows)}
-    columns: dict[str, np.ndarray] = {
-        "patient_id": np.array([r[0] for r in rows], dtype=object),
-        "reader": np.array([r[1] for r in rows], dtype=object),
-    }
     blocks: dict[tuple[str, str], np.ndarray] = {}
     for (tp, image), group in frame.groupby(["timepoint", "image"], sort=False):
         block = np.full((len(rows), len(feats)), np.nan)
@@ -90,28 +86,37 @@ def wide_table(long, timepoints: list[str] | None = None, deltas: bool = True):
         block[idx, :] = group[feats].to_numpy(dtype=float)
         blocks[(tp, image)] = block
     present_images = [im for im in images if any((tp, im) in blocks for tp in tps)]
+    # Column blocks are gathered and put in one float array: one DataFrame block instead of
+    # ~10,000 single columns (a 1,130-feature protocol gives > 13,000 wide columns).
+    names: list[str] = []
+    parts: list[np.ndarray] = []
     for tp in tps:
         for image in present_images:
             block = blocks.get((tp, image))
             if block is None:
                 continue
-            keep = ~np.all(np.isnan(block), axis=0)
-            for j, f in enumerate(feats):
-                if keep[j]:
-                    columns[f"{tp}{SEP}{image}{SEP}{f}"] = block[:, j]
+            keep = np.flatnonzero(~np.all(np.isnan(block), axis=0))
+            names += [f"{tp}{SEP}{image}{SEP}{feats[j]}" for j in keep]
+            parts.append(block[:, keep])
     if deltas:
         for a, b in combinations(tps, 2):
             for image in present_images:
                 if (a, image) not in blocks or (b, image) not in blocks:
                     continue
                 va, vb = blocks[(a, image)], blocks[(b, image)]
-                keep = ~(np.all(np.isnan(va), axis=0) | np.all(np.isnan(vb), axis=0))
-                d_abs, d_rel = delta_abs(va, vb), delta_rel(va, vb)
-                for j, f in enumerate(feats):
-                    if keep[j]:
-                        columns[f"delta_abs{SEP}{a}_{b}{SEP}{image}{SEP}{f}"] = d_abs[:, j]
-                        columns[f"delta_rel{SEP}{a}_{b}{SEP}{image}{SEP}{f}"] = d_rel[:, j]
-    return pd.DataFrame(columns)
+                keep = np.flatnonzero(~(np.all(np.isnan(va), axis=0) | np.all(np.isnan(vb), axis=0)))
+                # per feature: the absolute then the relative delta
+                for j in keep:
+                    names += [f"delta_abs{SEP}{a}_{b}{SEP}{image}{SEP}{feats[j]}",
+                              f"delta_rel{SEP}{a}_{b}{SEP}{image}{SEP}{feats[j]}"]
+                pair = np.stack([delta_abs(va, vb)[:, keep], delta_rel(va, vb)[:, keep]], axis=2)
+                parts.append(pair.reshape(len(rows), 2 * len(keep)))
+    ids = pd.DataFrame({"patient_id": np.array([r[0] for r in rows], dtype=object),
+                        "reader": np.array([r[1] for r in rows], dtype=object)})
+    if not names:
+        return ids
+    values = pd.DataFrame(np.hstack(parts), columns=names)
+    return pd.concat([ids, values], axis=1)
 
 
 def delta_abs(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
