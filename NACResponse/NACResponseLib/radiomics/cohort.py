@@ -278,17 +278,21 @@ def fingerprint(rois: list[RoiSpec], digests: dict[str, str], parameters: dict[s
                         "tables_version": TABLES_VERSION, "nacresponse": __version__})
 
 
-def _stored_tables_match(store, value: str) -> bool:
-    """True when all three tables exist and were written from exactly this fingerprint."""
+def _stored_provenance(store, value: str) -> dict[str, Any] | None:
+    """The stored tables' provenance when all three exist and were written from exactly this
+    fingerprint, else None."""
+    found = None
     for name in TABLES:
         if not store.has_table(name):
-            return False
+            return None
         try:
-            if store.table_provenance(name).get("fingerprint") != value:
-                return False
+            prov = store.table_provenance(name)
         except Exception:  # unreadable table: rebuild it
-            return False
-    return True
+            return None
+        if prov.get("fingerprint") != value:
+            return None
+        found = found or prov
+    return found
 
 
 def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
@@ -331,13 +335,13 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
     status = "done" if not summary.failed else "done_with_failures"
     parameters = {**run_parameters, "parameter_sets": described}
     tables_print = fingerprint(rois, summary.digests, parameters)
-    if write and summary.unchanged and _stored_tables_match(store, tables_print):
+    stored = _stored_provenance(store, tables_print) if write and summary.unchanged else None
+    if stored is not None:
         # Nothing ran and the stored tables come from exactly these tasks: keep them as they are.
         store.finish_run(run_id, status, {**summary.as_dict(), "tables": "unchanged"})
         store.audit("radiomics", target=f"table:{TABLE_LONG}",
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed, "tables": "unchanged"})
-        return CohortRadiomics(summary=summary, provenance=store.table_provenance(TABLE_LONG), rois=rois,
-                               store=store)
+        return CohortRadiomics(summary=summary, provenance=stored, rois=rois, store=store)
     result = _assemble(rois, summary)
     inputs = sorted({str(store.path(r.image_path)) for r in rois} | {str(store.path(r.mask_path)) for r in rois})
     inputs = [p for p in inputs if Path(p).is_file()]

@@ -78,8 +78,14 @@ def _parse_file(path: Path) -> dict[str, Any]:
     return data
 
 
+_valid: set[str] = set()  # hashes of parameter dicts pyradiomics accepted in this process
+
+
 def validate(params: dict[str, Any], where: str = "parameter dict") -> None:
-    """Let pyradiomics check the parameters against its own schema."""
+    """Let pyradiomics check the parameters against its own schema (once per distinct dict)."""
+    key = params_hash(params)
+    if key in _valid:
+        return
     from .extractor import quiet_pyradiomics
 
     quiet_pyradiomics()
@@ -90,6 +96,7 @@ def validate(params: dict[str, Any], where: str = "parameter dict") -> None:
     except Exception as exc:  # pykwalify SchemaError, ValueError
         message = str(exc).strip().splitlines()
         raise InputError(f"{where}: invalid pyradiomics parameters ({' '.join(message[:3])})") from None
+    _valid.add(key)
 
 
 def params_hash(params: dict[str, Any]) -> str:
