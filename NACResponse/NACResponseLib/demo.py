@@ -51,6 +51,10 @@ def stage_modules(only: list[str] | None = None) -> list[Any]:
 
 def run_demo(ctx: DemoContext, only: list[str] | None = None) -> dict[str, Any]:
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.study is None and (ctx.out_dir / "study" / "manifest.csv").exists():  # stages run on their own
+        from .store import StudyStore
+
+        ctx.study = StudyStore(ctx.out_dir / "study")
     results: dict[str, Any] = {}
     for module in stage_modules(only):
         name = module.__name__.split(".")[-1]

@@ -51,6 +51,17 @@ def package_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, st
     return out
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for NumPy scalars and arrays (anything else becomes a string)."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 

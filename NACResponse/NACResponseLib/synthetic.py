@@ -37,6 +37,7 @@ from scipy import ndimage
 from .atomic import atomic_write_text
 from .imageio import write_image
 from .manifest import write_clinical
+from .provenance import json_default
 
 DAYS = {"pre": 0, "c2": 42, "c4": 84, "post": 150}
 CYCLES = {"pre": 0, "c2": 2, "c4": 4, "post": 6}
@@ -403,13 +404,5 @@ def generate_cohort(out_dir: str | Path, n_patients: int = 40, seed: int = 0,
                 p_truth["mc"]["mcs"][tp] = mcs
         truth["patients"][pid] = p_truth
     write_clinical(clinical_rows, out / "clinical.csv")
-    atomic_write_text(out / "ground_truth.json", json.dumps(truth, indent=1, default=_json_default))
+    atomic_write_text(out / "ground_truth.json", json.dumps(truth, indent=1, default=json_default))
     return out
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

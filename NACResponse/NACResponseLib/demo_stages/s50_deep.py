@@ -84,10 +84,6 @@ def run(ctx) -> dict:
     from ..deep.engine import available_cores
 
     store = ctx.study
-    if store is None and (ctx.out_dir / "study" / "manifest.csv").exists():  # stage run on its own
-        from ..store import StudyStore
-
-        store = ctx.study = StudyStore(ctx.out_dir / "study")
     if store is None:
         raise RuntimeError("no study (the import stage did not run)")
     summary: dict = {}

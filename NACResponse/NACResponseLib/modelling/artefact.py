@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import InputError
+from ..provenance import json_default
 from .logit import sigmoid
 
 FORMAT = "nacresponse-model"
@@ -162,16 +163,8 @@ def save_model(directory: str | Path, pipe, *, target: str, kind: str, operating
     with atomic_path(directory / "arrays.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-    atomic_write_text(directory / "model.json", json.dumps(meta, indent=1, default=_json_default))
+    atomic_write_text(directory / "model.json", json.dumps(meta, indent=1, default=json_default))
     return directory
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 # --------------------------------------------------------------------------------------- load
