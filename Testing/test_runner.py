@@ -195,3 +195,12 @@ def test_unchanged_means_nothing_ran(tmp_path):
     run_tasks(crash, tmp_path / "b", mode="serial", progress_mode="none")
     retried = run_tasks(crash, tmp_path / "b", mode="serial", progress_mode="none")
     assert retried.failed == 1 and retried.reused_failed == 0 and not retried.unchanged  # crashes are retried
+
+
+def test_prestarted_fork_server_runs_pools(tmp_path):
+    from NACResponseLib.runner import prestart_workers
+
+    prestart_workers(["test_runner_tasks"])
+    prestart_workers(["json"])  # already running: no effect
+    out = run_tasks(_square_tasks(3), tmp_path, mode="process", jobs=2, progress_mode="none")
+    assert out.computed == 3 and {k: v["y"] for k, v in out.results.items()} == {"t0": 0, "t1": 1, "t2": 4}

@@ -309,8 +309,11 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
     listed in the failures table and the summary; the rest of the cohort is still extracted.
     """
     from ..provenance import collect
-    from ..runner import run_tasks
+    from ..runner import prestart_workers, run_tasks
 
+    preload = ("NACResponseLib.radiomics.extractor", "radiomics.featureextractor")
+    if mode in (None, "process") and scheduler is None:
+        prestart_workers(preload)  # the pool's fork server imports pyradiomics while we plan
     p3, p2, described = _resolve_params(params, params_2d, resample_masks)
     rois = plan_rois(store, images=images, readers=readers, methods=methods, timepoints=timepoints,
                      patients=patients, resample_masks=resample_masks)
@@ -326,8 +329,7 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
     try:
         summary = run_tasks(tasks, store.root / "work" / "radiomics", mode=mode, jobs=jobs, scheduler=scheduler,
                             stage="radiomics", progress=progress, progress_mode=progress_mode, cancel=cancel,
-                            preload=("NACResponseLib.radiomics.extractor", "radiomics.featureextractor"),
-                            cost=roi_cost)
+                            preload=preload, cost=roi_cost)
     except CancelledError:
         if run_id:
             store.finish_run(run_id, "cancelled")
