@@ -6,11 +6,16 @@ file (1,130 features per ROI).  In one run it times
 
   (a) a serial loop calling ``RadiomicsFeatureExtractor.execute`` per (image, mask), the anchor;
   (b) our runner with 2 local worker processes;
-  (c) our runner on a 2-worker Dask ``LocalCluster`` (cluster start-up reported separately);
+  (c) our runner on a 2-worker Dask ``LocalCluster`` (cluster start-up, including the workers'
+      pyradiomics import, reported separately);
   (d) a rerun of (b) with everything already finished;
 
 checks that (a), (b) and (c) give identical values, and prints a/b, a/c, a/d and peak memory,
-with a/b on the last line.  It also times one whole case (12 ROIs) with 2 workers.
+with a/b on the last line.  It also times one whole case (12 ROIs) with 2 workers.  For (b) and
+(c) it says where the wall time went (from the task records: worker busy fraction, start-up,
+how far apart the workers ran out of work, time spent writing the tables).  Note that the
+anchor (a) runs SimpleITK with its default thread count (resampling and LoG filters use both
+cores, ~6 % faster than one thread), while the runner's workers use one thread each.
 
     .venv/bin/python benchmarks/radiomics_throughput.py [--patients 10] [--jobs 2]
 
@@ -127,11 +132,12 @@ def main(argv=None) -> int:
     t = time.perf_counter()
     with local_cluster(args.jobs, preload=["NACResponseLib.radiomics.extractor", "radiomics.featureextractor"]) as cluster:
         start_c = time.perf_counter() - t
-        t = time.perf_counter()
+        t, wall = time.perf_counter(), time.time()
         res_c = extract_cohort(store_c, args.params, scheduler=cluster.scheduler_address, images=images,
                                readers=readers, progress_mode="none")
         time_c = time.perf_counter() - t
     print(f"(c) runner, Dask {args.jobs} workers:      {time_c:8.1f} s  (+{start_c:.1f} s cluster start-up)")
+    print(f"    {_utilisation(store_c, res_c.summary, wall, wall + time_c)}")
 
     # (d) rerun of (b): everything finished already
     t = time.perf_counter()
