@@ -219,3 +219,23 @@ def test_unchanged_rerun_keeps_stored_tables(serial_run, tmp_path):
     r1 = extract_cohort(store, PARAMS, mode="serial", progress_mode="none", images=["t2w"], readers=["R1"])
     assert not r1.reused_tables and set(store.read_table("radiomics").image) == {"t2w"}
     assert r1.summary.computed == 0  # ... from the finished records, nothing recomputed
+
+
+def test_subset_run_keeps_other_patients_rows(copy_study):
+    """The GUI's per-case run (--patients P) must not drop the rest of the cohort from the tables."""
+    import pandas as pd
+
+    from NACResponseLib.errors import InputError
+    from NACResponseLib.radiomics import extract_cohort
+
+    store = copy_study
+    opts = dict(mode="serial", images=["dce_early"], readers=["R1"], timepoints=["pre", "post"], progress_mode="none")
+    full = extract_cohort(store, "fast", **opts)
+    full_long, full_wide = full.long.copy(), full.wide.copy()
+    extract_cohort(store, "fast", patients=["P002"], **opts)
+    long, wide = store.read_table("radiomics"), store.read_table("radiomics_wide")
+    assert sorted(long["patient_id"].unique()) == sorted(full_long["patient_id"].unique())
+    pd.testing.assert_frame_equal(long.reset_index(drop=True), full_long.reset_index(drop=True))
+    pd.testing.assert_frame_equal(wide.reset_index(drop=True), full_wide.reset_index(drop=True))
+    with pytest.raises(InputError, match="other parameters"):
+        extract_cohort(store, "ibsi", patients=["P002"], **opts)

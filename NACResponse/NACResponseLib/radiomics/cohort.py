@@ -345,11 +345,17 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed, "tables": "unchanged"})
         return CohortRadiomics(summary=summary, provenance=stored, rois=rois, store=store)
     result = _assemble(rois, summary)
+    merged_from = None
+    merged = _merge_stored_rows(store, result, parameters) if write and patients else None
+    if merged is not None:
+        long, wide, failures, merged_from = merged
+        result = CohortRadiomics(long, wide, failures, summary, rois=rois)
     inputs = sorted({str(store.path(r.image_path)) for r in rois} | {str(store.path(r.mask_path)) for r in rois})
     inputs = [p for p in inputs if Path(p).is_file()]
     result.provenance = collect(
         step="radiomics", parameters=parameters, inputs=inputs,
         base=store.root, extra={"run_id": run_id, "summary": summary.as_dict(), "fingerprint": tables_print,
+                                "merged_with_run": merged_from,
                                 "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
     if write:
         store.write_table(TABLE_LONG, result.long, result.provenance)
@@ -359,6 +365,32 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
         store.audit("radiomics", target=f"table:{TABLE_LONG}",
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
     return result
+
+
+def _merge_stored_rows(store, result: CohortRadiomics, parameters: dict[str, Any]):
+    """A run over some patients (e.g. the GUI's current case) must not drop the other patients'
+    rows from the study tables: keep the stored rows of every patient this run did not touch.
+
+    Returns (long, wide, failures, run id of the stored tables), or None when none are stored.
+    Refuses to mix rows extracted with different parameter files.
+    """
+    import pandas as pd
+
+    if not all(store.has_table(name) for name in TABLES):
+        return None
+    stored_prov = store.table_provenance(TABLE_LONG)
+    stored_params = stored_prov.get("parameters", {})
+    for key in ("params_sha256", "params_2d_sha256", "resample_masks"):
+        if stored_params.get(key) != parameters.get(key):
+            raise InputError(f"{store.table_path(TABLE_LONG)}: the stored radiomics tables were extracted with other "
+                             f"parameters ({key} differs); rerun the whole cohort instead of a subset of patients")
+    touched = {r.patient_id for r in result.rois}
+    old_long, old_fail = store.read_table(TABLE_LONG), store.read_table(TABLE_FAILURES)
+    long = pd.concat([old_long[~old_long["patient_id"].isin(touched)], result.long], ignore_index=True)
+    rank = {pid: i for i, pid in enumerate(store.cohort.patients)}  # the order a whole-cohort run has
+    long = long.sort_values("patient_id", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
+    failures = pd.concat([old_fail[~old_fail["patient_id"].isin(touched)], result.failures], ignore_index=True)
+    return long, wide_table(long), failures, stored_prov.get("run_id")
 
 
 def _assemble(rois: list[RoiSpec], summary) -> CohortRadiomics:
