@@ -1,6 +1,6 @@
 """Real-data check on 982 I-SPY2 patients (BreastDCEDL metadata, CC BY 4.0): a clinical model of
 pCR on HR, HER2 and tumour volume, trained on the ``test == 0`` rows and evaluated on ``test == 1``.
-The numbers printed here are quoted in docs/sections/7-models.md."""
+The numbers printed here are quoted in the README (Response models)."""
 
 import json
 

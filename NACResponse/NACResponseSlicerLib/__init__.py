@@ -1,1 +1,1 @@
-"""Slicer layer helpers of NACResponse (see docs/sections/9-slicer.md)."""
+"""Slicer layer helpers of NACResponse (see the README, "The Slicer module")."""

@@ -3,7 +3,7 @@
 SegResNet (Myronenko 2018; MONAI Auto3DSeg's default) was chosen over a UNet because its encoder is a
 separate ``encode()`` step whose deepest output is the bottleneck that the deep-features issue pools
 inside the tumour, because GroupNorm works with the batch sizes of 1-4 that fit a CPU, and because a
-few thousand parameters already segment an enhancing lesion.  See docs/sections/5-segmentation.md.
+few thousand parameters already segment an enhancing lesion.  See the README, "Tumour segmentation".
 """
 
 from __future__ import annotations
