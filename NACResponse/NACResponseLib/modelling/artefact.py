@@ -99,6 +99,8 @@ def _export_estimator(key, name, est, arrays, stepwise_cls) -> dict[str, Any]:
         if isinstance(est, stepwise_cls):
             d["odds_ratios"] = est.odds_ratios_.to_dict(orient="records")
             d["selected"] = list(est.selected_)
+            d["estimator"] = getattr(est, "estimator_", "ml")
+            d["ci_method"] = getattr(est, "ci_method_", "wald")
         return d
     if isinstance(est, GaussianNB):
         _classes_ok(est)

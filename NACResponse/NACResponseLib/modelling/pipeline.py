@@ -139,7 +139,9 @@ def selection_report(pipe) -> dict[str, Any]:
     coef = None
     if isinstance(model, BackwardStepwiseLogit):
         table = model.odds_ratios_.to_dict(orient="records")
-        return {"steps": counts, "features": feats, "odds_ratios": table, "aic": model.aic_}
+        return {"steps": counts, "features": feats, "odds_ratios": table, "aic": model.aic_,
+                "estimator": model.estimator_, "ci_method": model.ci_method_,
+                "separation": model.separation_}
     if hasattr(model, "coef_"):
         coef = np.ravel(model.coef_).tolist()
     elif hasattr(model, "feature_importances_"):

@@ -156,6 +156,11 @@ def report_body(results: dict[str, Any], out_dir: Path, prefix: str = "") -> str
             steps = " &rarr; ".join(f"{html.escape(st['step'])} {st['n_out']}" for st in sel["steps"])
             parts.append(f"<h4>{html.escape(name)}</h4><p>features after each step: {steps}</p>")
             if sel.get("odds_ratios"):
+                if sel.get("estimator"):
+                    est = ("Firth penalised likelihood (data separated: "
+                           + html.escape(", ".join(sel.get("separation", {}).get("variables", [])) or "see model")
+                           + ")" if sel["estimator"] == "firth" else "maximum likelihood")
+                    parts.append(f"<p>estimator: {est}; 95% CIs: {html.escape(sel.get('ci_method', ''))}</p>")
                 parts.append(_table(sel["odds_ratios"], ["variable", "odds_ratio", "or_ci_low", "or_ci_high", "p"]))
             else:
                 w = sel.get("weights") or {}
