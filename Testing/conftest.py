@@ -22,7 +22,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_source(tmp_path_factory) -> Path:
     """A small synthetic cohort in the folder convention (6 patients, 3 timepoints, 2 readers)."""
-    from NACResponseLib.synthetic import generate_cohort
+    from NACResponseLib.demo.synthetic import generate_cohort
 
     out = tmp_path_factory.mktemp("synthetic_source")
     generate_cohort(out, n_patients=6, seed=7)
@@ -35,7 +35,7 @@ def synthetic_study(synthetic_source, tmp_path_factory):
 
     Session-scoped and shared: tests that write into a study must copy it first
     (``copy_study`` fixture)."""
-    from NACResponseLib.importers import import_folder
+    from NACResponseLib.study.importers import import_folder
 
     return import_folder(synthetic_source, tmp_path_factory.mktemp("study") / "study")
 
@@ -45,7 +45,7 @@ def copy_study(synthetic_study, tmp_path):
     """A private, writable copy of the small synthetic study."""
     import shutil
 
-    from NACResponseLib.store import StudyStore
+    from NACResponseLib.study.store import StudyStore
 
     dest = tmp_path / "study"
     shutil.copytree(synthetic_study.root, dest)

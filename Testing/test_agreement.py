@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from NACResponseLib.agreement import (
+from NACResponseLib.errors import GeometryMismatchError
+from NACResponseLib.readers.agreement import (
     bland_altman,
     bland_altman_plot,
     compare_images,
@@ -17,7 +18,6 @@ from NACResponseLib.agreement import (
     surface_distances,
     volume_ml,
 )
-from NACResponseLib.errors import GeometryMismatchError
 
 
 def _box(shape, lo, hi):

@@ -5,9 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from NACResponseLib.agreement import AGREEMENT_COLUMNS, pairwise_agreement, segmentation_sets, summarise_pairs
-from NACResponseLib.consensus import build_consensus, majority_vote, staple
 from NACResponseLib.errors import InputError
+from NACResponseLib.readers.agreement import (
+    AGREEMENT_COLUMNS,
+    pairwise_agreement,
+    segmentation_sets,
+    summarise_pairs,
+)
+from NACResponseLib.readers.consensus import build_consensus, majority_vote, staple
 
 
 def test_majority_vote_known_answers():

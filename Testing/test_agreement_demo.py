@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from NACResponseLib.demo import DemoContext
-from NACResponseLib.demo_stages import s30_agreement
+from NACResponseLib.demo.run import DemoContext
+from NACResponseLib.demo.stages import s30_agreement
 
 
 def _radiomics(store):

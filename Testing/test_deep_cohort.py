@@ -56,7 +56,7 @@ def test_resnet_cohort_table_deltas_cache_and_provenance(copy_study):
     # a rerun reuses every finished ROI; other parameters never silently replace the table
     again = extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre", "post"])
     assert again.computed == 0 and again.cached == 2 * n
-    from NACResponseLib.deep.extract import ResNetSettings
+    from NACResponseLib.deep.cohort import ResNetSettings
 
     with pytest.raises(InputError, match="--overwrite"):
         extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre", "post"],
@@ -64,7 +64,7 @@ def test_resnet_cohort_table_deltas_cache_and_provenance(copy_study):
 
 
 def test_bad_inputs_are_recorded_per_roi(copy_study):
-    from NACResponseLib.deep.extract import ResNetSettings
+    from NACResponseLib.deep.cohort import ResNetSettings
 
     store = copy_study
     res = extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre"],
@@ -156,7 +156,7 @@ def test_cli(copy_study, seg_bundle, monkeypatch, capsys):
 
 def test_cases_follow_reader_naming_and_modality():
     from NACResponseLib.deep import cohort_cases
-    from NACResponseLib.study import Cohort, Image, Patient, Segmentation, Timepoint
+    from NACResponseLib.study.model import Cohort, Image, Patient, Segmentation, Timepoint
 
     tp = Timepoint("pre", images=[Image("a.nii.gz", "MR", "dce_early"), Image("m.nii.gz", "MG", "mg_cc", laterality="L")],
                    segmentations=[Segmentation("s1", "R1", "manual"), Segmentation("s2", "R1", "monai"),

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from NACResponseLib.errors import InputError
-from NACResponseLib.icc import (
+from NACResponseLib.readers.icc import (
     ICC_FORMS,
     PINGOUIN_LABELS,
     icc_arrays,

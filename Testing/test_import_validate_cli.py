@@ -12,9 +12,9 @@ import SimpleITK as sitk
 
 from NACResponseLib.cli import main
 from NACResponseLib.errors import InputError
-from NACResponseLib.importers import import_folder, import_manifest, scan_folder
-from NACResponseLib.store import StudyStore
-from NACResponseLib.validate import validate_study
+from NACResponseLib.study.importers import import_folder, import_manifest, scan_folder
+from NACResponseLib.study.store import StudyStore
+from NACResponseLib.study.validate import validate_study
 
 
 def test_folder_import_roundtrip(synthetic_study, synthetic_source):
@@ -169,7 +169,7 @@ def _write_dicom_mg(path, study_uid, view, laterality, spacing_tag="ImagerPixelS
 def test_dicom_import_groups_series_and_guesses_roles(tmp_path):
     from pydicom.uid import generate_uid
 
-    from NACResponseLib.dicom_import import import_dicom
+    from NACResponseLib.study.dicom_import import import_dicom
 
     d = tmp_path / "dicom"
     pre_study, post_study = generate_uid(), generate_uid()

@@ -10,8 +10,8 @@ import SimpleITK as sitk
 
 from NACResponseLib.errors import InputError
 from NACResponseLib.imageio import write_image
+from NACResponseLib.mc.cohort import load_mammogram
 from NACResponseLib.mc.phantom import synthesize_mammogram
-from NACResponseLib.mc.study import load_mammogram
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from NACResponseLib.cli import main
 from NACResponseLib.provenance import collect
-from NACResponseLib.store import StudyStore
+from NACResponseLib.study.store import StudyStore
 
 
 def _make_study(root, n=40, seed=0):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from NACResponseLib.radiomics import extract_case, extract_cohort, plan_rois
-from NACResponseLib.store import StudyStore
+from NACResponseLib.study.store import StudyStore
 
 # small parameter set for CI time (the full default is covered in test_radiomics_inputs)
 PARAMS = {"imageType": {"Original": {}}, "featureClass": {"shape": None, "firstorder": None, "glcm": None},

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from NACResponseLib.errors import InputError
-from NACResponseLib.reproducibility import (
+from NACResponseLib.readers.reproducibility import (
     WHITELIST_COLUMNS,
     feature_parts,
     grow_mask,
@@ -88,7 +88,7 @@ def test_kept_columns_for_wide_and_delta_names():
 
 
 def test_whitelist_written_with_provenance(copy_study, tmp_path):
-    from NACResponseLib.sessions import create_session
+    from NACResponseLib.readers.sessions import create_session
 
     session = create_session(copy_study, "w", ["R1", "R2"], adopt_existing=True, timepoints=["pre"])
     table = radiomics_icc(_long_radiomics(np.random.default_rng(1)))
@@ -125,7 +125,7 @@ def test_grow_mask_honours_anisotropic_spacing():
 
 
 def test_contour_translation_rotation_perturb_but_stay_close():
-    from NACResponseLib.agreement import compare_images
+    from NACResponseLib.readers.agreement import compare_images
 
     m = _box_mask()
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from test_seg import _bundle
 
 from NACResponseLib.cli import main
-from NACResponseLib.store import StudyStore
+from NACResponseLib.study.store import StudyStore
 
 
 def test_seg_measure_and_ftv_on_study(copy_study, capsys):

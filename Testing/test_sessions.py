@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from NACResponseLib.errors import GeometryMismatchError, InputError
-from NACResponseLib.sessions import (
+from NACResponseLib.readers.sessions import (
     ReaderSession,
     create_session,
     export_session,

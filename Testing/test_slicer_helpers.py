@@ -19,7 +19,7 @@ from NACResponseSlicerLib import (  # noqa: E402
     cli_calls,
     dependencies,
     evaluation_curves,
-    geometry_math,
+    ijk_ras,
     mc_points,
     mc_results,
     naming,
@@ -52,29 +52,29 @@ def _oblique(dimension=3):
 @pytest.mark.parametrize("dimension", [2, 3])
 def test_ijk_to_ras_agrees_with_simpleitk(dimension):
     image = _oblique(dimension)
-    matrix = geometry_math.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    matrix = ijk_ras.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     indices = [(0, 0, 0), (3, 2, 1), (5, 4, 0)] if dimension == 3 else [(0, 0), (3, 2), (6, 4)]
-    ras = geometry_math.ras_from_index(matrix, indices)
+    ras = ijk_ras.ras_from_index(matrix, indices)
     for index, point in zip(indices, ras):
         lps = image.TransformIndexToPhysicalPoint(index)
         expected = [-lps[0], -lps[1], lps[2] if dimension == 3 else 0.0]
         np.testing.assert_allclose(point, expected, atol=1e-9)
-    np.testing.assert_allclose(geometry_math.index_from_ras(matrix, ras)[:, :dimension], np.asarray(indices, float),
+    np.testing.assert_allclose(ijk_ras.index_from_ras(matrix, ras)[:, :dimension], np.asarray(indices, float),
                                atol=1e-9)
 
 
 @pytest.mark.parametrize("dimension", [2, 3])
 def test_sitk_geometry_inverts_ijk_to_ras(dimension):
     image = _oblique(dimension)
-    matrix = geometry_math.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
-    spacing, origin, direction = geometry_math.sitk_geometry(matrix, dimension)
+    matrix = ijk_ras.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    spacing, origin, direction = ijk_ras.sitk_geometry(matrix, dimension)
     np.testing.assert_allclose(spacing, image.GetSpacing(), atol=1e-12)
     np.testing.assert_allclose(origin, image.GetOrigin(), atol=1e-12)
     np.testing.assert_allclose(direction, image.GetDirection(), atol=1e-12)
 
 
 def test_identity_lps_image_has_the_known_ras_matrix():
-    matrix = geometry_math.ijk_to_ras((1.0, 2.0, 3.0), (5.0, 6.0, 7.0), np.eye(3).ravel())
+    matrix = ijk_ras.ijk_to_ras((1.0, 2.0, 3.0), (5.0, 6.0, 7.0), np.eye(3).ravel())
     np.testing.assert_allclose(matrix, [[-1, 0, 0, -5], [0, -2, 0, -6], [0, 0, 3, 7], [0, 0, 0, 1]])
 
 
@@ -161,7 +161,7 @@ def test_mc_points_follow_the_detector_convention_and_round_trip():
     image = _oblique(2)
     spacing = 0.07
     image.SetSpacing((spacing, spacing))
-    matrix = geometry_math.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    matrix = ijk_ras.ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     rows_cols = np.array([[2, 3], [4, 6]])
     xy_mm = (rows_cols[:, ::-1] + 0.5) * spacing  # x_mm = (col + 0.5) * s, y_mm = (row + 0.5) * s
     ras = mc_points.ras_from_mm(xy_mm, spacing, matrix)

@@ -12,10 +12,10 @@ import SimpleITK as sitk
 from NACResponseLib.errors import GeometryMismatchError, InputError, ManifestError, MissingTimepointError
 from NACResponseLib.geometry import check_same_geometry
 from NACResponseLib.imageio import read_image, read_mask, write_image
-from NACResponseLib.manifest import read_clinical, read_manifest_rows
 from NACResponseLib.provenance import collect, sha256_file
-from NACResponseLib.store import StudyStore
-from NACResponseLib.study import image_key
+from NACResponseLib.study.manifest import read_clinical, read_manifest_rows
+from NACResponseLib.study.model import image_key
+from NACResponseLib.study.store import StudyStore
 
 
 def _img(shape=(4, 5, 6), spacing=(1.0, 1.0, 2.0), value=1.0, dtype=np.float32):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import SimpleITK as sitk
 
-from NACResponseLib.synthetic import _clinical, generate_cohort
+from NACResponseLib.demo.synthetic import _clinical, generate_cohort
 
 
 def test_clinical_effects_follow_published_direction():

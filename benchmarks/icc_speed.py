@@ -1,4 +1,4 @@
-"""ICC speed: vectorised NACResponseLib.icc vs looping pingouin.intraclass_corr per feature.
+"""ICC speed: vectorised NACResponseLib.readers.icc vs looping pingouin.intraclass_corr per feature.
 
 Problem: 10,000 features x 250 cases x 2 readers (a large radiomics reader study).
 pingouin is timed on a random SAMPLE of features and EXTRAPOLATED to all features (a full loop
@@ -29,7 +29,7 @@ def main() -> None:
 
     import pingouin as pg
 
-    from NACResponseLib.icc import PINGOUIN_LABELS, icc_arrays
+    from NACResponseLib.readers.icc import PINGOUIN_LABELS, icc_arrays
 
     rng = np.random.default_rng(0)
     truth = rng.normal(size=(args.cases, 1, args.features))

@@ -27,8 +27,8 @@ import numpy as np
 
 
 def make_study(root: Path, seed: int = 0):
-    from NACResponseLib.importers import import_folder
-    from NACResponseLib.synthetic import generate_cohort
+    from NACResponseLib.demo.synthetic import generate_cohort
+    from NACResponseLib.study.importers import import_folder
 
     src = generate_cohort(root / "source", n_patients=2, seed=seed, timepoints=("pre", "c2"))
     return import_folder(src, root / "study")

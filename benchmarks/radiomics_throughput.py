@@ -35,7 +35,7 @@ from pathlib import Path
 
 
 def _copy(store, dest):
-    from NACResponseLib.store import StudyStore
+    from NACResponseLib.study.store import StudyStore
 
     shutil.rmtree(dest, ignore_errors=True)  # a --workdir reused from an earlier run
     shutil.copytree(store.root, dest, ignore=shutil.ignore_patterns("work", "tables"))
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from NACResponseLib.importers import import_folder
+    from NACResponseLib.demo.synthetic import generate_cohort
     from NACResponseLib.radiomics import (
         extract_case,
         extract_cohort,
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         quiet_pyradiomics,
     )
     from NACResponseLib.runner import local_cluster
-    from NACResponseLib.synthetic import generate_cohort
+    from NACResponseLib.study.importers import import_folder
 
     quiet_pyradiomics()
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                         tumour_diameter_mm=(10.0, 50.0), timepoints=("pre", "post"), mc_fraction=0.0)
     base = import_folder(source, work / "study_base") if not (work / "study_base").exists() else None
     if base is None:
-        from NACResponseLib.store import StudyStore
+        from NACResponseLib.study.store import StudyStore
 
         base = StudyStore(work / "study_base")
     rois = plan_rois(base, images=images, readers=readers)

@@ -1,7 +1,7 @@
 """Microcalcification panel: detect on the loaded mammograms (``nacresponse mc detect`` then
 ``mc extent``), show the kept MCs as editable point lists and the largest cluster's extent as a line
 in cm for each timepoint, save the user's additions/deletions through the core's editing API
-(``NACResponseLib.mc.study.save_edits``, re-applied by ``mc extent``), and compare pre/post
+(``NACResponseLib.mc.cohort.save_edits``, re-applied by ``mc extent``), and compare pre/post
 (``mc compare``: change category and RESMIN flag)."""
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class McLogic:
 
     def saveMcEdits(self, patientId: str, image: str, timepoints, actor: str | None = None) -> list:
         """Store each timepoint's point list as the core's edits of the detector output; returns the files."""
-        from NACResponseLib.mc.study import save_edits
+        from NACResponseLib.mc.cohort import save_edits
 
         from .markups import rasFromPointList
         from .mc_points import mm_from_ras

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry_math import index_from_ras, ras_from_index
+from .ijk_ras import index_from_ras, ras_from_index
 
 
 def ras_from_mm(xy_mm, spacing_mm: float, ijk_to_ras_matrix) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: NACResponseLib.study.TIMEPOINTS in chronological order (repeated here so the module file can build
+#: NACResponseLib.study.model.TIMEPOINTS in chronological order (repeated here so the module file can build
 #: its parameter node before the core's dependencies are installed).
 TIMEPOINTS = ["pre", "c2", "c4", "post"]
 

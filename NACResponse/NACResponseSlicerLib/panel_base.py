@@ -13,7 +13,7 @@ from slicer.i18n import tr as _
 
 
 class StudyContext:
-    """The study folder the panels work on (a ``NACResponseLib.store.StudyStore``)."""
+    """The study folder the panels work on (a ``NACResponseLib.study.store.StudyStore``)."""
 
     store = None
 
@@ -24,7 +24,7 @@ class StudyContext:
 
     def reloadCohort(self):
         """Re-read the manifest after a background command added rows (e.g. new segmentations)."""
-        from NACResponseLib.store import StudyStore
+        from NACResponseLib.study.store import StudyStore
 
         self.store = StudyStore(self._requireStore().root)
         return self.store

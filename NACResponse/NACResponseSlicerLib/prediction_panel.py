@@ -1,5 +1,5 @@
 """Prediction panel: a saved model (``nacresponse model train``) predicts the current patient
-in-process (``NACResponseLib.modelling.study_models.predict_study``: probability, class per operating
+in-process (``NACResponseLib.modelling.cohort.predict_study``: probability, class per operating
 point, top contributing features); Grad-CAM maps of ``features deep --gradcam`` as overlays; cohort
 ROC and calibration from ``reports/models/<target>/evaluation.json`` as plot charts."""
 
@@ -26,7 +26,7 @@ def _modelFolder(modelFile) -> pathlib.Path:
 class PredictionLogic:
     def predictCase(self, modelFile, patientId: str, reader: str | None = None) -> dict:
         """The core's prediction of one patient from the study's feature tables (or its error)."""
-        from NACResponseLib.modelling.study_models import predict_study
+        from NACResponseLib.modelling.cohort import predict_study
 
         return predict_study(self._requireStore(), _modelFolder(modelFile), [patientId], reader=reader or None)[0]
 

@@ -1,5 +1,5 @@
 """Turn one patient's prediction (``NACResponseLib.modelling.predict.predict_case`` /
-``study_models.predict_study``: probability, classes per operating point, top_features) into the
+``modelling.cohort.predict_study``: probability, classes per operating point, top_features) into the
 text and table the Prediction panel shows (Slicer-free)."""
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class SegmentationLogic:
         from NACResponseLib.imageio import read_image
         from NACResponseLib.segmentation.ftv import FTVConfig, box_from_mm, functional_tumour_volume
 
-        from .geometry_math import ras_from_lps
+        from .ijk_ras import ras_from_lps
         from .segmentations import importLabelmapImage, newSegmentationNode
         from .study_view import loadTimepointImage, placeInFolder
 
@@ -73,7 +73,7 @@ class SegmentationLogic:
 
     def showRecistLines(self, segmentationNode) -> list[tuple[str, float]]:
         """Longest in-plane diameter of every segment as a markups line; returns (name, mm)."""
-        from .geometry_math import ras_from_index
+        from .ijk_ras import ras_from_index
         from .markups import lineWithLength
         from .recist_lines import longest_inplane_segment
         from .segmentations import segmentIdsOf

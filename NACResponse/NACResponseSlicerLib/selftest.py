@@ -41,8 +41,8 @@ def _syntheticStudy(t):
     """A 2-patient synthetic study (both with mammograms), generated once per test run."""
     _requireCore(t)
     if "store" not in _study:
-        from NACResponseLib.importers import import_folder
-        from NACResponseLib.synthetic import generate_cohort
+        from NACResponseLib.demo.synthetic import generate_cohort
+        from NACResponseLib.study.importers import import_folder
 
         root = tempfile.mkdtemp(prefix="nacresponse-selftest-")
         source = generate_cohort(os.path.join(root, "source"), n_patients=2, seed=3, mc_fraction=1.0)
@@ -166,7 +166,7 @@ def test_study_panel(t) -> None:
 
 def test_reader_session(t) -> None:
     """A reader gets only their own work; Save stores a version under that reader."""
-    from NACResponseLib.sessions import create_session
+    from NACResponseLib.readers.sessions import create_session
 
     from .panels import READER_ATTRIBUTE, PanelLogic
 

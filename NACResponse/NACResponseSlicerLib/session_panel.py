@@ -1,5 +1,5 @@
 """Reader-session panel: a blinded session case by case, with only this reader's work in the scene,
-an embedded Segment Editor and versioned saves under the reader (``NACResponseLib.sessions``)."""
+an embedded Segment Editor and versioned saves under the reader (``NACResponseLib.readers.sessions``)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class SessionLogic:
         return segmentEditorNode
 
     def openReaderSession(self, sessionName: str, readerId: str):
-        from NACResponseLib.sessions import ReaderSession
+        from NACResponseLib.readers.sessions import ReaderSession
 
         if not sessionName or not readerId:
             raise ValueError("Enter the session name and your reader id.")

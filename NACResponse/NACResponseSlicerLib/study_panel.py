@@ -17,7 +17,7 @@ from . import cli_calls
 
 class StudyLogic:
     def openStudy(self, folder):
-        from NACResponseLib.store import StudyStore
+        from NACResponseLib.study.store import StudyStore
 
         if not folder or str(folder) in ("", "."):
             raise ValueError("Choose a study folder (made by 'nacresponse import').")

@@ -1,6 +1,6 @@
 """MRML volume nodes <-> numpy arrays and SimpleITK images, keeping the IJK-to-RAS geometry.
 
-The core reads and writes SimpleITK images (LPS); Slicer nodes are RAS.  ``geometry_math`` holds the
+The core reads and writes SimpleITK images (LPS); Slicer nodes are RAS.  ``ijk_ras`` holds the
 matrix algebra (unit-tested in CI); this file only moves voxels in and out of the scene, so an
 image loaded here and a mask computed by the core share exactly one voxel grid.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import slicer
 import vtk
 
-from .geometry_math import ijk_to_ras, sitk_geometry
+from .ijk_ras import ijk_to_ras, sitk_geometry
 
 
 def ijkToRASArray(volumeNode) -> np.ndarray:

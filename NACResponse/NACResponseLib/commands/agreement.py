@@ -26,10 +26,10 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..agreement import run_agreement
     from ..cli import CANCEL
     from ..errors import InputError
-    from ..store import StudyStore
+    from ..readers.agreement import run_agreement
+    from ..study.store import StudyStore
 
     extra = []
     for item in args.include:

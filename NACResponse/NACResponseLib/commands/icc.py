@@ -34,8 +34,8 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..cli import CANCEL
-    from ..reproducibility import run_icc
-    from ..store import StudyStore
+    from ..readers.reproducibility import run_icc
+    from ..study.store import StudyStore
 
     res = run_icc(StudyStore(args.study), table=args.table, form=args.form, threshold=args.threshold,
                   use_ci_lower=args.use_ci_lower, session=args.session, readers=_split(args.readers),

@@ -54,9 +54,9 @@ def register(subparsers) -> None:
 
 def _detect(args: argparse.Namespace) -> int:
     from ..cli import CANCEL
+    from ..mc.cohort import detect_study
     from ..mc.detect import DetectorParams
-    from ..mc.study import detect_study
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     tps = [t.strip() for t in args.timepoints.split(",")] if args.timepoints else None
     res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold),
@@ -69,9 +69,9 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _extent(args: argparse.Namespace) -> int:
     from ..mc.clusters import ClusterParams
+    from ..mc.cohort import extent_study, save_edits
     from ..mc.editing import load_edits
-    from ..mc.study import extent_study, save_edits
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     store = StudyStore(args.study)
     if args.edits:
@@ -87,8 +87,8 @@ def _extent(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..mc.study import compare_study
-    from ..store import StudyStore
+    from ..mc.cohort import compare_study
+    from ..study.store import StudyStore
 
     recist = _read_recist(args.recist) if args.recist else None
     res = compare_study(StudyStore(args.study), pre=args.pre, post=args.post, recist=recist, reader=args.reader,

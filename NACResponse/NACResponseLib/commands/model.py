@@ -94,8 +94,8 @@ def _selection(args):
 
 def _train(args) -> int:
     from ..errors import InputError
-    from ..modelling.study_models import train_study_model
-    from ..store import StudyStore
+    from ..modelling.cohort import train_study_model
+    from ..study.store import StudyStore
 
     store = StudyStore(args.study)
     try:
@@ -120,10 +120,10 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from ..cli import CANCEL
-    from ..modelling.study_models import evaluate_study
+    from ..modelling.cohort import evaluate_study
     from ..modelling.workflow import EvaluationSettings
     from ..progress import Progress
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     kinds = [k.strip() for k in args.models.split(",") if k.strip()]
     settings = EvaluationSettings(n_splits=args.folds, n_repeats=args.repeats, n_boot=args.bootstrap,
@@ -164,8 +164,8 @@ def _predict(args) -> int:
         ids = df["patient_id"].astype(str).tolist() if "patient_id" in df.columns else [str(i) for i in df.index]
         out = [{"patient_id": pid, **predict_case(model, df.iloc[[i]], top_n=args.top)} for i, pid in enumerate(ids)]
     elif args.study:
-        from ..modelling.study_models import predict_study
-        from ..store import StudyStore
+        from ..modelling.cohort import predict_study
+        from ..study.store import StudyStore
 
         pats = [p.strip() for p in args.patients.split(",")] if args.patients else None
         out = predict_study(StudyStore(args.study), args.model, pats, reader=args.reader,
@@ -186,9 +186,9 @@ def _predict(args) -> int:
 
 
 def _report(args) -> int:
+    from ..modelling.cohort import load_evaluation
     from ..modelling.report import write_report
-    from ..modelling.study_models import load_evaluation
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     store = StudyStore(args.study)
     folder = args.out or store.reports_dir / "models" / args.target

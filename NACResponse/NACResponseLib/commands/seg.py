@@ -103,7 +103,7 @@ def _train(args) -> int:
     from ..segmentation.network import NetworkConfig
     from ..segmentation.preprocessing import PreprocessConfig
     from ..segmentation.training import TrainingConfig
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     config = TrainingConfig(
         preprocess=PreprocessConfig(channels=tuple(_csv(args.channels)), spacing=args.spacing,
@@ -125,7 +125,7 @@ def _predict(args) -> int:
     from ..cli import CANCEL
     from ..segmentation.cohort import predict_study
     from ..segmentation.inference import InferenceConfig
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     config = InferenceConfig(roi_size=args.roi, overlap=args.overlap, sw_batch_size=args.sw_batch, tta=args.tta,
                              min_size_mm3=args.min_size, largest_component=not args.all_components)
@@ -153,7 +153,7 @@ def _ftv(args) -> int:
     if args.study:
         from ..cli import CANCEL
         from ..segmentation.cohort import ftv_study
-        from ..store import StudyStore
+        from ..study.store import StudyStore
 
         frame = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
                           roi_method=args.roi_method, margin_mm=args.margin, patients=_csv(args.patients),
@@ -178,7 +178,7 @@ def _ftv(args) -> int:
 
 def _measure(args) -> int:
     from ..segmentation.cohort import measure_study
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     frame = measure_study(StudyStore(args.study), readers=_csv(args.readers), methods=_csv(args.methods),
                           patients=_csv(args.patients), timepoints=_csv(args.timepoints))

@@ -70,19 +70,19 @@ def register(subparsers) -> None:
 
 
 def _store(args):
-    from ..store import StudyStore
+    from ..study.store import StudyStore
 
     return StudyStore(args.study)
 
 
 def _session(args):
-    from ..sessions import ReaderSession
+    from ..readers.sessions import ReaderSession
 
     return ReaderSession(_store(args), args.name)
 
 
 def _create(args: argparse.Namespace) -> int:
-    from ..sessions import create_session
+    from ..readers.sessions import create_session
 
     s = create_session(_store(args), args.name, _csv(args.readers) or [], patients=_csv(args.patients),
                        timepoints=_csv(args.timepoints), images=_csv(args.images), reference=args.reference,
@@ -92,7 +92,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..sessions import list_sessions
+    from ..readers.sessions import list_sessions
 
     for name in list_sessions(_store(args)):
         print(name)
@@ -134,7 +134,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..sessions import import_folder, import_segmentation
+    from ..readers.sessions import import_folder, import_segmentation
 
     s = _session(args)
     options = {"label": args.label, "label_name": args.label_name, "label_file": args.label_file,
@@ -152,15 +152,15 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..sessions import export_session
+    from ..readers.sessions import export_session
 
     print(export_session(_session(args), args.out, allow_incomplete=args.allow_incomplete))
     return 0
 
 
 def _consensus(args: argparse.Namespace) -> int:
-    from ..consensus import build_consensus
-    from ..sessions import session_segmentation_sets
+    from ..readers.consensus import build_consensus
+    from ..readers.sessions import session_segmentation_sets
 
     s = _session(args)
     res = build_consensus(s.store, session_segmentation_sets(s), method=args.method, reader_id=args.reader_id)

@@ -48,11 +48,11 @@ def register(subparsers) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..importers import import_folder, import_manifest
+    from ..study.importers import import_folder, import_manifest
 
     problems: list[str] = []
     if args.dicom:
-        from ..dicom_import import import_dicom
+        from ..study.dicom_import import import_dicom
 
         store, problems = import_dicom(args.source, args.study, args.overrides, args.clinical)
     elif args.source.is_file() and args.source.suffix == ".csv":
@@ -69,8 +69,8 @@ def _import(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from ..progress import Progress
-    from ..store import StudyStore
-    from ..validate import validate_study, write_validation_report
+    from ..study.store import StudyStore
+    from ..study.validate import validate_study, write_validation_report
 
     store = StudyStore(args.study)
     with Progress(len(store.cohort), "validate") as progress:
@@ -84,7 +84,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _synthetic(args: argparse.Namespace) -> int:
-    from ..synthetic import generate_cohort
+    from ..demo.synthetic import generate_cohort
 
     out = generate_cohort(args.out, n_patients=args.patients, seed=args.seed,
                           timepoints=tuple(args.timepoints.split(",")))
@@ -93,7 +93,7 @@ def _synthetic(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..demo import DemoContext, run_demo
+    from ..demo.run import DemoContext, run_demo
 
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / "demo_summary.json").exists() \
             and not (args.out / "study").exists():

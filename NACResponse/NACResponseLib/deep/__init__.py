@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .bottleneck import extract_bottleneck, pool_in_mask
 from .cases import DEFAULT_CHANNELS, Case, cohort_cases
-from .extract import DeepResult, ResNetSettings, case_input, extract_resnet50
+from .cohort import DeepResult, ResNetSettings, case_input, extract_resnet50
 from .pca import DeepPCA
 from .slices import SliceInput, largest_slice_index, map_to_reference, prepare_input
 from .tables import (

@@ -33,7 +33,7 @@ from .cases import (
     read_case_mask,
     resolve_image,
 )
-from .extract import DeepResult, check_not_overwriting
+from .cohort import DeepResult, check_not_overwriting
 from .tables import BOTTLENECK_TABLE, bottleneck_feature_names, wide_table
 
 MIN_COVERAGE = 0.5

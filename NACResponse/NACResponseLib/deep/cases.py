@@ -8,7 +8,7 @@ import SimpleITK as sitk
 
 from ..errors import MissingTimepointError, NACError
 from ..imageio import read_image, read_mask
-from ..study import Cohort, Image, Segmentation, Timepoint, timepoint_order
+from ..study.model import Cohort, Image, Segmentation, Timepoint, timepoint_order
 
 #: DCE early post-contrast, then ADC (or DWI when there is no ADC map), then T2.
 DEFAULT_CHANNELS = ("dce_early", "adc|dwi", "t2w")

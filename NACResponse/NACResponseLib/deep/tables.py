@@ -20,7 +20,7 @@ from itertools import combinations
 
 import numpy as np
 
-from ..study import timepoint_order
+from ..study.model import timepoint_order
 
 SEP = "__"
 ID_COLUMNS = ("patient_id", "reader")

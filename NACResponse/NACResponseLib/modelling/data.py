@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import InputError
-from ..study import CLINICAL_VARIABLES, OUTCOMES, timepoint_order
+from ..study.model import CLINICAL_VARIABLES, OUTCOMES, timepoint_order
 
 MODEL_KINDS = ("clinical", "radiomics", "deep", "combined")
 DEFAULT_CLINICAL = ("age", "er", "pr", "her2", "ki67", "subtype", "ct", "cn")

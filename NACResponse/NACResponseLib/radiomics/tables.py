@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..study import timepoint_order
+from ..study.model import timepoint_order
 
 ID_COLUMNS = ("patient_id", "timepoint", "image", "reader", "method", "label")
 WIDE_ID_COLUMNS = ("patient_id", "reader")

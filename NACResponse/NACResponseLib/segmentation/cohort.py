@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..imageio import read_image, write_image
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
-from ..study import timepoint_order
+from ..study.model import timepoint_order
 from .ftv import FTVConfig, functional_tumour_volume
 from .inference import InferenceConfig
 from .measurements import change_table, measure_mask
@@ -145,7 +145,7 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     """Runner task: segment one case, write its mask (+ probability) and provenance."""
     import torch
 
-    from ..store import StudyStore
+    from ..study.store import StudyStore
     from .inference import predict_case
 
     if threads:

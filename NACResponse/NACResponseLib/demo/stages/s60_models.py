@@ -10,11 +10,11 @@ TITLE = "Response models (clinical, radiomics, deep, combined)"
 
 
 def run(ctx) -> dict:
-    from ..modelling.predict import predict_case
-    from ..modelling.report import report_body
-    from ..modelling.selection import SelectionConfig
-    from ..modelling.study_models import evaluate_study, train_study_model
-    from ..modelling.workflow import EvaluationSettings
+    from ...modelling.cohort import evaluate_study, train_study_model
+    from ...modelling.predict import predict_case
+    from ...modelling.report import report_body
+    from ...modelling.selection import SelectionConfig
+    from ...modelling.workflow import EvaluationSettings
 
     store = ctx.study
     if store is None:
@@ -33,14 +33,14 @@ def run(ctx) -> dict:
     kind = next(k for k in ("combined", "radiomics", "clinical") if k in res["models"])
     model_dir = store.root / "models" / f"pcr_{kind}_logistic"
     if (model_dir / "model.json").exists():  # finished work is kept
-        from ..modelling.artefact import load_model
+        from ...modelling.artefact import load_model
 
         model = load_model(model_dir)
         trained = {"path": str(model_dir), "operating_points": model.operating_points}
     else:
         trained = train_study_model(store, model_dir, target="pcr", kind=kind, selection=selection,
                                     n_splits=settings.n_splits, seed=ctx.seed)
-    from ..modelling.data import model_inputs
+    from ...modelling.data import model_inputs
 
     X = model_inputs(store, kind)
     pid = X.index[0]

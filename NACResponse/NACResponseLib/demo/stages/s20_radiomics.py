@@ -15,8 +15,8 @@ TITLE = "Radiomics (pyradiomics, per-ROI tasks on the cohort runner)"
 def run(ctx) -> dict:
     import numpy as np
 
-    from ..radiomics import extract_cohort
-    from ..study import timepoint_order
+    from ...radiomics import extract_cohort
+    from ...study.model import timepoint_order
 
     store = ctx.study
     if store is None:

@@ -31,9 +31,9 @@ def _find_bundle(*roots: Path) -> Path | None:
 def _untrained_bundle(out: Path, seed: int) -> Path:
     import torch
 
-    from ..provenance import collect
-    from ..segmentation import NetworkConfig, PreprocessConfig, build_network, save_bundle
-    from ..segmentation.bundle import bundle_metadata
+    from ...provenance import collect
+    from ...segmentation import NetworkConfig, PreprocessConfig, build_network, save_bundle
+    from ...segmentation.bundle import bundle_metadata
 
     if (out / "configs" / "metadata.json").is_file():
         return out
@@ -53,11 +53,11 @@ def _gradcam_figure(store, out_png: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..deep.cases import cohort_cases
-    from ..deep.extract import ResNetSettings, case_input
-    from ..deep.gradcam import resnet_gradcam
-    from ..deep.resnet import load_resnet50
-    from ..deep.slices import IMAGENET_MEAN, IMAGENET_STD
+    from ...deep.cases import cohort_cases
+    from ...deep.cohort import ResNetSettings, case_input
+    from ...deep.gradcam import resnet_gradcam
+    from ...deep.resnet import load_resnet50
+    from ...deep.slices import IMAGENET_MEAN, IMAGENET_STD
 
     case = cohort_cases(store.cohort, readers=["R1"], timepoints=["pre"])[0]
     item = case_input(store, case, ResNetSettings())
@@ -80,8 +80,8 @@ def _gradcam_figure(store, out_png: Path) -> str:
 
 
 def run(ctx) -> dict:
-    from ..deep import extract_bottleneck, extract_resnet50
-    from ..deep.engine import available_cores
+    from ...deep import extract_bottleneck, extract_resnet50
+    from ...deep.engine import available_cores
 
     store = ctx.study
     if store is None:

@@ -19,7 +19,7 @@ What is simulated, per patient (seeded, reproducible):
 * Mammograms (CC and MLO, 0.1 mm pixels) at pre and post for patients with microcalcification
   clusters; in RESMIN cases the mass responds while the MC extent does not shrink.
 
-Output is the folder convention of :mod:`NACResponseLib.importers` plus ``ground_truth.json``.
+Output is the folder convention of :mod:`NACResponseLib.study.importers` plus ``ground_truth.json``.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .atomic import atomic_write_text
-from .imageio import write_image
-from .manifest import write_clinical
-from .provenance import json_default
+from ..atomic import atomic_write_text
+from ..imageio import write_image
+from ..provenance import json_default
+from ..study.manifest import write_clinical
 
 DAYS = {"pre": 0, "c2": 42, "c4": 84, "post": 150}
 CYCLES = {"pre": 0, "c2": 2, "c4": 4, "post": 6}
@@ -302,7 +302,7 @@ def _mc_plan(rng, cfg: SyntheticConfig, responder: bool, resmin: bool) -> dict[s
 
 
 def _mammograms(rng, cfg: SyntheticConfig, clusters: list[dict], laterality: str):
-    from .mc.phantom import synthesize_mammogram
+    from ..mc.phantom import synthesize_mammogram
 
     out, truth = {}, {}
     for view in ("CC", "MLO"):

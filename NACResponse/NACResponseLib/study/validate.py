@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
-from .errors import NACError
-from .imageio import read_image, read_mask
-from .provenance import collect
+from ..atomic import atomic_write_text
+from ..errors import NACError
+from ..imageio import read_image, read_mask
+from ..provenance import collect
+from .model import OUTCOMES
 from .store import StudyStore
-from .study import OUTCOMES
 
 
 def validate_study(store: StudyStore, required_timepoints: tuple[str, ...] = ("pre",),

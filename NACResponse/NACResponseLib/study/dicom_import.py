@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .imageio import write_image
+from ..errors import InputError
+from ..imageio import write_image
+from .model import ROLES, image_key
 from .store import StudyStore
-from .study import ROLES, image_key
 
 TIMEPOINT_SEQUENCES = {1: ["pre"], 2: ["pre", "post"], 3: ["pre", "c2", "post"], 4: ["pre", "c2", "c4", "post"]}
 

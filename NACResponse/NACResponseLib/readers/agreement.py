@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeometryMismatchError, InputError, NACError
+from ..errors import GeometryMismatchError, InputError, NACError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def compare_images(a, b, name_a: str = "mask A", name_b: str = "mask B") -> dict
     """Like :func:`compare_masks` for two SimpleITK label maps (their grids must match)."""
     import SimpleITK as sitk
 
-    from .geometry import check_same_geometry
+    from ..geometry import check_same_geometry
 
     check_same_geometry(a, b, name_a, name_b)
     spacing = tuple(reversed(a.GetSpacing()))  # array axis order (z, y, x)
@@ -168,7 +168,7 @@ def bland_altman_plot(a, b, path: str | Path, *, title: str = "Bland-Altman", un
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_write_with
+    from ..atomic import atomic_write_with
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     s = bland_altman(a, b)
@@ -229,8 +229,8 @@ def pairwise_agreement(store, sets: dict[tuple[str, str], dict[str, Any]] | None
     import pandas as pd
     import SimpleITK as sitk
 
-    from .geometry import check_same_geometry
-    from .imageio import read_mask
+    from ..geometry import check_same_geometry
+    from ..imageio import read_mask
 
     sets = sets if sets is not None else segmentation_sets(store.cohort, readers)
     rows = []
@@ -302,7 +302,7 @@ def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreeme
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_write_with
+    from ..atomic import atomic_write_with
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -353,9 +353,9 @@ def run_agreement(store, *, session: str | None = None, readers: Sequence[str] |
     """
     from dataclasses import asdict
 
-    from .atomic import atomic_write_text
-    from .progress import Progress
-    from .provenance import collect
+    from ..atomic import atomic_write_text
+    from ..progress import Progress
+    from ..provenance import collect
 
     sess = None
     if session:

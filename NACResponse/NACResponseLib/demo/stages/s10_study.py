@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import html
 
-from ..importers import import_folder
-from ..store import StudyStore
+from ...study.importers import import_folder
+from ...study.store import StudyStore
+from ...study.validate import validate_study, write_validation_report
 from ..synthetic import generate_cohort
-from ..validate import validate_study, write_validation_report
 
 TITLE = "Synthetic study: generate, import, validate"
 

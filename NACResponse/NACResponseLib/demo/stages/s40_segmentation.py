@@ -12,10 +12,10 @@ TITLE = "Tumour segmentation: MONAI training and inference, FTV, RECIST"
 
 
 def run(ctx) -> dict:
-    from ..segmentation.bundle import read_metadata
-    from ..segmentation.cohort import ftv_study, measure_study, predict_study, train_from_study
-    from ..segmentation.inference import InferenceConfig
-    from ..segmentation.training import TrainingConfig, dice
+    from ...segmentation.bundle import read_metadata
+    from ...segmentation.cohort import ftv_study, measure_study, predict_study, train_from_study
+    from ...segmentation.inference import InferenceConfig
+    from ...segmentation.training import TrainingConfig, dice
 
     store = ctx.study
     patients = sorted(store.cohort.patients)

@@ -2,7 +2,7 @@
 
 Inter-reader: the long ``radiomics`` table (one row per patient, timepoint, image, reader, method,
 label) is pivoted into a (cases x readers x features) array per image and passed to
-:mod:`NACResponseLib.icc` in one pass.  The feature id is ``<image>__<pyradiomics feature name>``.
+:mod:`NACResponseLib.readers.icc` in one pass.  The feature id is ``<image>__<pyradiomics feature name>``.
 
 Single reader: when a study has one reader, the same ICC is computed over *perturbations* of each
 case (Zwanenburg et al., Sci Rep 2019): the mask is eroded/dilated by a fraction of a millimetre,
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, NACError
+from ..errors import InputError, NACError
 from .icc import ICC_FORMS, icc_table, normalise_form, ratings_from_long
 
 ID_COLUMNS = ("patient_id", "timepoint", "image", "reader", "method", "label")
@@ -66,7 +66,7 @@ def radiomics_icc(frame, *, readers: Sequence[str] | None = None, methods: Seque
                   timepoints: Sequence[str] | None = None, forms: Sequence[str] = ICC_FORMS, alpha: float = 0.05):
     """ICC of every ``<image>__<feature>`` over readers; targets are (patient, timepoint[, label]).
 
-    Returns the long table of :func:`NACResponseLib.icc.icc_table` plus ``image``,
+    Returns the long table of :func:`NACResponseLib.readers.icc.icc_table` plus ``image``,
     ``image_type``, ``filter`` and ``feature_class`` columns.
     """
     import pandas as pd
@@ -129,12 +129,12 @@ def write_whitelist(store, whitelist, icc_long=None, *, parameters: dict[str, An
                     session=None, inputs: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``icc_whitelist`` (and the full ``icc`` table when given) with provenance.
 
-    ``session`` (a :class:`NACResponseLib.sessions.ReaderSession`) adds its spec and status to the
+    ``session`` (a :class:`NACResponseLib.readers.sessions.ReaderSession`) adds its spec and status to the
     provenance, so later modelling can tell which readers and cases the filter rests on.
     """
     from dataclasses import asdict
 
-    from .provenance import collect
+    from ..provenance import collect
 
     extra: dict[str, Any] = {}
     if session is not None:
@@ -273,7 +273,7 @@ def perturbations(image, mask, *, seed: int = 0, config: dict[str, Any] | None =
 def _on_image_grid(mask, image):
     import SimpleITK as sitk
 
-    from .geometry import Geometry, geometry_differences
+    from ..geometry import Geometry, geometry_differences
 
     if not geometry_differences(Geometry.of(mask), Geometry.of(image)):
         return mask
@@ -294,10 +294,10 @@ def perturbation_features(store, *, reader: str | None = None, method: str | Non
     import pandas as pd
     import SimpleITK as sitk
 
-    from .imageio import read_image, read_mask
+    from ..imageio import read_image, read_mask
 
     if extractor is None:
-        from .radiomics import extract, load_params
+        from ..radiomics import extract, load_params
 
         resolved = params if isinstance(params, dict) else load_params(params)
 
@@ -360,7 +360,7 @@ def icc_histograms(icc_long, path, *, form: str = DEFAULT_FORM, threshold: float
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_write_with
+    from ..atomic import atomic_write_with
 
     sub = icc_long[(icc_long["form"] == normalise_form(form)) & icc_long["icc"].notna()]
     groups = sorted(sub[by].unique()) if not sub.empty else []
@@ -421,7 +421,7 @@ def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, thresh
     With ``session`` the readers default to the session's readers and its spec goes into the
     provenance.  Returns the whitelist summary, the report HTML and per-case failures.
     """
-    from .atomic import atomic_write_text
+    from ..atomic import atomic_write_text
 
     form = normalise_form(form)
     sess = None
@@ -432,7 +432,7 @@ def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, thresh
         readers = readers or sess.spec.readers
     failed: dict[str, str] = {}
     if perturb:
-        from .progress import Progress
+        from ..progress import Progress
 
         n_cases = sum(1 for p in store.cohort for t in p.timepoints.values()
                       if not timepoints or t.name in timepoints)

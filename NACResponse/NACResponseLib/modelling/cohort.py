@@ -12,7 +12,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..provenance import collect
-from ..study import timepoint_order
+from ..study.model import timepoint_order
 from .data import MODEL_KINDS, clinical_frame, column_timepoints, icc_whitelist, model_inputs
 from .pipeline import ModelSpec, cross_validated_predictions, fit_model, selection_report
 from .selection import SelectionConfig

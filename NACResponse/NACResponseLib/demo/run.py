@@ -1,6 +1,6 @@
 """``nacresponse demo``: the whole pipeline on the synthetic cohort, end to end, offline.
 
-Stages live in ``demo_stages/sNN_<name>.py`` (run in NN order).  Each defines ``TITLE`` and
+Stages live in ``demo/stages/sNN_<name>.py`` (run in NN order).  Each defines ``TITLE`` and
 ``run(ctx) -> dict`` and may add HTML sections to the demo report via ``ctx.add_section``.
 A stage that fails is recorded in the summary and the demo goes on with the next one.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ class DemoContext:
 
 
 def stage_modules(only: list[str] | None = None) -> list[Any]:
-    from . import demo_stages
+    from . import stages
 
-    names = sorted(m.name for m in pkgutil.iter_modules(demo_stages.__path__) if m.name.startswith("s"))
-    mods = [importlib.import_module(f"{demo_stages.__name__}.{n}") for n in names]
+    names = sorted(m.name for m in pkgutil.iter_modules(stages.__path__) if m.name.startswith("s"))
+    mods = [importlib.import_module(f"{stages.__name__}.{n}") for n in names]
     if only:
         mods = [m for m in mods if m.__name__.rsplit("_", 1)[-1] in only or m.__name__.split(".")[-1] in only]
     return mods
@@ -52,7 +52,7 @@ def stage_modules(only: list[str] | None = None) -> list[Any]:
 def run_demo(ctx: DemoContext, only: list[str] | None = None) -> dict[str, Any]:
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     if ctx.study is None and (ctx.out_dir / "study" / "manifest.csv").exists():  # stages run on their own
-        from .store import StudyStore
+        from ..study.store import StudyStore
 
         ctx.study = StudyStore(ctx.out_dir / "study")
     results: dict[str, Any] = {}

@@ -22,9 +22,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_with
-from .errors import InputError, ManifestError
-from .filelock import exclusive_lock
+from ..atomic import atomic_write_with
+from ..errors import InputError, ManifestError
+from ..filelock import exclusive_lock
+from ..provenance import now_iso
 from .manifest import (
     CLINICAL_NAME,
     MANIFEST_NAME,
@@ -34,8 +35,7 @@ from .manifest import (
     write_clinical,
     write_manifest,
 )
-from .provenance import now_iso
-from .study import Cohort
+from .model import Cohort
 
 CATALOGUE_NAME = "catalogue.sqlite"
 PROVENANCE_KEY = b"nacresponse.provenance"

@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GeometryMismatchError, InputError
-from .provenance import now_iso, sha256_file
-from .study import Segmentation, timepoint_order
+from ..errors import GeometryMismatchError, InputError
+from ..provenance import now_iso, sha256_file
+from ..study.model import Segmentation, timepoint_order
 
 SESSIONS_DIR = "sessions"
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -236,7 +236,7 @@ class ReaderSession:
         return f"{SESSIONS_DIR}/{self.name}/{reader}/versions/{pid}__{tp}__v{version:03d}.nii.gz"
 
     def _lock(self):
-        from .filelock import exclusive_lock
+        from ..filelock import exclusive_lock
 
         return exclusive_lock(self.folder / ".session.lock")
 
@@ -327,8 +327,8 @@ class ReaderSession:
         """
         import SimpleITK as sitk
 
-        from .geometry import check_same_geometry
-        from .imageio import read_image, write_image
+        from ..geometry import check_same_geometry
+        from ..imageio import read_image, write_image
 
         self._check_reader(reader)
         self._check_case(cid)
@@ -437,7 +437,7 @@ class ReaderSession:
     def _as_mask_image(mask, reference, ref_name: str):
         import SimpleITK as sitk
 
-        from .imageio import read_image
+        from ..imageio import read_image
 
         if isinstance(mask, sitk.Image):
             return mask
@@ -493,7 +493,7 @@ def export_session(session: ReaderSession, out_dir: str | Path, *, allow_incompl
 
     import pandas as pd
 
-    from .atomic import atomic_path, atomic_write_text
+    from ..atomic import atomic_path, atomic_write_text
 
     sets = session_segmentation_sets(session, allow_incomplete=allow_incomplete)
     out = Path(out_dir)
@@ -624,8 +624,8 @@ def load_segmentation_file(path: str | Path, reference, *, label: int | None = N
     """Read a mask made elsewhere (NIfTI/NRRD/MHA or DICOM SEG) as a binary mask on the reference grid."""
     import SimpleITK as sitk
 
-    from .geometry import Geometry, geometry_differences
-    from .imageio import read_image
+    from ..geometry import Geometry, geometry_differences
+    from ..imageio import read_image
 
     path = Path(path)
     if path.suffix.lower() == ".dcm" or (path.is_file() and _is_dicom(path)):
@@ -665,7 +665,7 @@ def _is_dicom(path: Path) -> bool:
 
 def import_segmentation(session: ReaderSession, reader: str, cid: str, path: str | Path, **options) -> Path:
     """Import one file as ``reader``'s segmentation of a case (a new version; audit source 'import')."""
-    from .imageio import read_image
+    from ..imageio import read_image
 
     session._check_reader(reader)
     session._check_case(cid)
@@ -677,7 +677,7 @@ def import_segmentation(session: ReaderSession, reader: str, cid: str, path: str
 
 def find_case_files(folder: str | Path, cases: Iterable[str]) -> dict[str, Path]:
     """Match files to cases: ``<patient>/<tp>/*`` folders or names starting ``<patient>_<tp>``/``<patient>__<tp>``."""
-    from .imageio import has_image_suffix
+    from ..imageio import has_image_suffix
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -698,7 +698,7 @@ def find_case_files(folder: str | Path, cases: Iterable[str]) -> dict[str, Path]
 
 def import_folder(session: ReaderSession, reader: str, folder: str | Path, **options) -> dict[str, Any]:
     """Import every file of ``folder`` that matches a session case; per-file failures are recorded."""
-    from .errors import NACError
+    from ..errors import NACError
 
     done, failed = [], {}
     for cid, path in find_case_files(folder, session.spec.cases).items():

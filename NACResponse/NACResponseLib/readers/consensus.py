@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, NACError
+from ..errors import InputError, NACError
 
 METHODS = ("majority", "staple")
 DEFAULT_READER_IDS = {"majority": "MV", "staple": "STAPLE"}
@@ -61,7 +61,7 @@ def consensus_mask(masks: Sequence, method: str = "staple"):
     """Consensus of SimpleITK masks on one grid -> SimpleITK uint8 mask with that grid."""
     import SimpleITK as sitk
 
-    from .geometry import check_same_geometry
+    from ..geometry import check_same_geometry
 
     if method not in METHODS:
         raise InputError(f"consensus method must be one of {METHODS}, not {method!r}")
@@ -83,8 +83,8 @@ def build_consensus(store, sets: dict[tuple[str, str], dict[str, Any]], *, metho
     """
     import SimpleITK as sitk
 
-    from .imageio import read_mask, write_image
-    from .provenance import now_iso
+    from ..imageio import read_mask, write_image
+    from ..provenance import now_iso
 
     reader_id = reader_id or DEFAULT_READER_IDS.get(method, "CONSENSUS")
     made, skipped, failed, rows = [], [], {}, []

@@ -11,16 +11,16 @@ from __future__ import annotations
 import html
 import os
 
-from ..errors import InputError
-from ..sessions import ReaderSession, create_session, list_sessions
+from ...errors import InputError
+from ...readers.sessions import ReaderSession, create_session, list_sessions
 
 TITLE = "Reader session, agreement and ICC feature filter"
 SESSION = "demo_R1_R2"
 
 
 def run(ctx) -> dict:
-    from ..agreement import run_agreement
-    from ..reproducibility import DEFAULT_FORM, DEFAULT_THRESHOLD, run_icc
+    from ...readers.agreement import run_agreement
+    from ...readers.reproducibility import DEFAULT_FORM, DEFAULT_THRESHOLD, run_icc
 
     store = ctx.study
     if store is None:

@@ -27,11 +27,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .imageio import has_image_suffix
+from ..errors import InputError
+from ..imageio import has_image_suffix
 from .manifest import CLINICAL_NAME, read_clinical, read_manifest_rows
+from .model import ROLES, TIMEPOINTS
 from .store import StudyStore
-from .study import ROLES, TIMEPOINTS
 
 _KEY = re.compile(r"^(?P<role>[a-z0-9_]+?)(?:_b(?P<b>\d+))?(?:_(?P<lat>[LR]))?$")
 
@@ -100,7 +100,7 @@ def _default_references(rows: list[dict[str, Any]]) -> None:
     images: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if r["kind"] == "image":
-            from .study import image_key
+            from .model import image_key
 
             images.setdefault((r["patient_id"], r["timepoint"]), []).append(
                 image_key(r["role"], r.get("b_value"), r.get("laterality")))

@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
-from .study import (
+from ..errors import ManifestError
+from .model import (
     CLINICAL_VARIABLES,
     OUTCOMES,
     ROLES,
@@ -198,14 +198,14 @@ def rows_from_cohort(cohort: Cohort) -> list[dict[str, Any]]:
 
 
 def write_manifest(rows: list[dict[str, Any]], path: str | Path) -> None:
-    from .atomic import atomic_write_text
+    from ..atomic import atomic_write_text
 
     validate_manifest_rows(rows, str(path))
     atomic_write_text(path, _csv_text(rows, MANIFEST_COLUMNS))
 
 
 def write_clinical(clinical: dict[str, dict[str, Any]], path: str | Path) -> None:
-    from .atomic import atomic_write_text
+    from ..atomic import atomic_write_text
 
     rows = [{"patient_id": pid, **values} for pid, values in clinical.items()]
     atomic_write_text(path, _csv_text(rows, CLINICAL_COLUMNS))

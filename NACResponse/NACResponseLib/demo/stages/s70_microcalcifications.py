@@ -14,15 +14,15 @@ import os
 
 import numpy as np
 
-from ..errors import InputError
+from ...errors import InputError
 
 TITLE = "Microcalcifications: extent before and after NAC (RESMIN)"
 
 
 def run(ctx) -> dict:
-    from ..mc.longitudinal import RESMIN_RULE
-    from ..mc.overlays import render_overlay
-    from ..mc.study import compare_study, detect_study, extent_study, load_mammogram, mammograms
+    from ...mc.cohort import compare_study, detect_study, extent_study, load_mammogram, mammograms
+    from ...mc.longitudinal import RESMIN_RULE
+    from ...mc.overlays import render_overlay
 
     store = ctx.study
     if store is None:
@@ -85,7 +85,7 @@ def run(ctx) -> dict:
 
 def _validate(ctx, store) -> dict:
     """Score detections and extents against ground_truth.json when the source folder has one."""
-    from ..mc.evaluation import extent_errors, froc, sensitivity_at
+    from ...mc.evaluation import extent_errors, froc, sensitivity_at
 
     src = getattr(ctx, "source_dir", None)
     path = src / "ground_truth.json" if src else None

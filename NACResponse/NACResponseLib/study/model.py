@@ -146,7 +146,7 @@ class Patient:
     timepoints: dict[str, Timepoint] = field(default_factory=dict)
 
     def timepoint(self, name: str) -> Timepoint:
-        from .errors import MissingTimepointError
+        from ..errors import MissingTimepointError
 
         if name not in self.timepoints:
             raise MissingTimepointError(
