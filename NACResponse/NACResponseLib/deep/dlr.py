@@ -72,7 +72,7 @@ class TrainConfig:
 
     epochs: int = 40
     batch_size: int = 16
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 8
     validation_fraction: float = 0.2
