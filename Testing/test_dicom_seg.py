@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from NACResponseLib.cli import main
 from NACResponseLib.errors import GeometryMismatchError, InputError
 
 hd = pytest.importorskip("highdicom")

@@ -371,3 +371,26 @@ def import_dicom_seg(store, path: str | Path, *, owners: dict[str, tuple[str, st
     store.add_manifest_rows(rows)
     store.audit("seg.import-dicom", target=str(path), details={"segments": len(rows), "series": image.series_uid})
     return rows
+
+
+def export_dicom_segs(store, items: list[tuple[str, str, Any, str]], out_dir: str | Path) -> dict[str, Any]:
+    """Write ``(patient, timepoint, Segmentation, relative output path)`` items as DICOM SEG under ``out_dir``.
+
+    A study with no DICOM series behind any of the masks is one input error; otherwise each mask
+    that cannot be written is recorded in ``failed`` and the others are still written.
+    """
+    from ..errors import NACError
+
+    out = Path(out_dir)
+    uids = [_image_of(store, pid, tp, seg.reference).series_uid for pid, tp, seg, _ in items]
+    if items and not any(uids):
+        raise InputError(f"{store.root}: none of the {len(items)} masks lies on an image imported from DICOM (no "
+                         "SeriesInstanceUID in the manifest); DICOM SEG export needs 'nacresponse import --dicom'")
+    written, failed = [], {}
+    for pid, tp, seg, rel in items:
+        try:
+            written.append(write_dicom_seg(store, pid, tp, seg.reference, store.path(seg.path), out / rel,
+                                           reader=seg.reader, method=seg.method, label=int(seg.label)))
+        except NACError as exc:
+            failed[rel] = str(exc)
+    return {"written": written, "failed": failed}
