@@ -135,3 +135,55 @@ def test_pyradiomics_batch_layout(copy_study, tmp_path):
         result = extractor.execute(case["Image"], case["Mask"], int(case["Label"]))
         for name in header[first_feature:]:
             assert float(case[name]) == pytest.approx(float(result[name]), rel=1e-9, abs=1e-12), name
+
+
+def _linked_csvs(html_path):
+    import re
+
+    return re.findall(r"href='([^']+\.csv)'", html_path.read_text())
+
+
+def test_agreement_and_icc_reports_link_their_tables(copy_study):
+    root = str(copy_study.root)
+    assert _run("agreement", root, "--timepoints", "pre") == 0
+    folder = copy_study.reports_dir / "agreement"
+    assert _linked_csvs(folder / "agreement.html") == ["agreement.csv", "agreement_summary.csv"]
+    back = pd.read_csv(folder / "agreement.csv", keep_default_na=False, na_values=[""])
+    table = copy_study.read_table("agreement")
+    assert back.shape == table.shape and np.allclose(back["dice"], table["dice"], equal_nan=True)
+    rows = [{"patient_id": p, "timepoint": "pre", "image": "dce_early", "reader": r, "method": "manual", "label": 1,
+             "original_firstorder_Mean": float(i + 0.1 * (r == "R2"))}
+            for i, p in enumerate(copy_study.cohort.patients) for r in ("R1", "R2")]
+    copy_study.write_table("radiomics", pd.DataFrame(rows), {"step": "test"})
+    assert _run("icc", root, "--threshold", "0.8") == 0
+    folder = copy_study.reports_dir / "icc"
+    assert _linked_csvs(folder / "icc.html") == ["radiomics.csv", "icc.csv", "icc_whitelist.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "radiomics.csv"), pd.DataFrame(rows))
+
+
+@pytest.mark.slow
+def test_model_report_links_its_tables(tmp_path):
+    from test_model_cli import _make_study
+
+    store = _make_study(tmp_path / "m", n=20)
+    assert _run("model", "evaluate", store.root, "--models", "clinical,radiomics", "--folds", "3", "--bootstrap",
+                "20", "--optimism", "0", "--permutations", "0", "--lasso-cv", "3", "--no-rcb") == 0
+    folder = store.reports_dir / "models" / "pcr"
+    linked = _linked_csvs(folder / "model_report.html")
+    assert linked == ["icc_whitelist.csv", "radiomics_wide.csv", "model_predictions_pcr.csv"]
+    preds = pd.read_csv(folder / "model_predictions_pcr.csv")
+    pd.testing.assert_frame_equal(preds, store.read_table("model_predictions_pcr"), check_dtype=False)
+    assert _run("model", "report", store.root) == 0  # regenerated from evaluation.json: links kept
+    assert _linked_csvs(folder / "model_report.html") == linked
+
+
+def test_demo_stage_exports_every_table_as_csv(study, tmp_path):
+    from NACResponseLib.demo.run import DemoContext
+    from NACResponseLib.demo.stages import s80_tables
+
+    ctx = DemoContext(out_dir=tmp_path / "demo", study=study)
+    for _ in range(2):  # a rerun refreshes the files
+        result = s80_tables.run(ctx)
+    assert sorted(result["tables"]) == ["a_rather_long_table_name_over_thirty_one", "toy"]
+    assert pd.read_csv(tmp_path / "demo" / "tables" / "toy.csv").shape == (3, 5)
+    assert "tables/toy.csv" in ctx.sections[-1][1]

@@ -282,9 +282,13 @@ def segment_mask(seg, number: int, reference, where: str):
     if reference.GetDimension() != 3:
         raise InputError(f"{where}: DICOM SEG import handles cross-sectional (3D) images only")
     try:
-        volume = seg.get_volume(segment_numbers=[number], combine_segments=True, relabel=True, dtype=np.uint8)
+        volume = seg.get_volume(segment_numbers=[number], combine_segments=False)
     except (RuntimeError, ValueError) as exc:
         raise GeometryMismatchError(f"{where}: segment {number} is not a regular 3D volume ({exc})") from None
+    # one segment down the channel axis; FRACTIONAL values are rescaled to 0..1 and kept from 0.5 up
+    fractional = str(seg.SegmentationType).upper() == "FRACTIONAL"
+    volume = volume.with_array(np.asarray(volume.array[..., 0] >= 0.5 if fractional else volume.array[..., 0] != 0,
+                                          np.uint8), channels={})
     target = hd.Volume.from_simpleitk(_blank_like(reference))
     if not np.allclose(sorted(volume.spacing), sorted(target.spacing), rtol=1e-3) and volume.spatial_shape[0] > 1:
         raise GeometryMismatchError(f"{where}: voxel spacing {tuple(round(v, 4) for v in volume.spacing)} differs "

@@ -263,17 +263,26 @@ def _publish(staging: Path, made: list[Path], out: Path) -> list[Path]:
     return [out / p.name for p in made]
 
 
-def export_beside_report(store, names: list[str], report_dir: str | Path) -> list[Path]:
-    """CSV copies of the tables a report used, written next to its HTML (so a reviewer can re-run a number)."""
+def export_beside_report(store, names: list[str], report_dir: str | Path) -> str:
+    """CSV copies of the tables a report used, next to its HTML (a reviewer can re-run a number).
+
+    Returns the HTML section that links them (empty when none of the tables exists).
+    """
+    import html
+
     from ..atomic import atomic_write_with
 
     folder = Path(report_dir)
-    written = []
-    for name in names:
+    items = []
+    for name in dict.fromkeys(names):
         if not store.has_table(name):
             continue
         frame = store.read_table(name)
         path = folder / f"{name}.csv"
         atomic_write_with(path, lambda tmp, frame=frame: write_csv(frame, tmp))
-        written.append(path)
-    return written
+        items.append(f"<li><a href='{html.escape(path.name)}'>{html.escape(path.name)}</a> "
+                     f"({frame.shape[0]} rows x {frame.shape[1]} columns)</li>")
+    if not items:
+        return ""
+    return ("<h2>Tables used</h2><p>CSV copies of the study tables behind this report (UTF-8, '.' decimal mark, "
+            "empty cells for missing values):</p><ul>" + "".join(items) + "</ul>")
