@@ -187,3 +187,20 @@ def test_demo_stage_exports_every_table_as_csv(study, tmp_path):
     assert sorted(result["tables"]) == ["a_rather_long_table_name_over_thirty_one", "toy"]
     assert pd.read_csv(tmp_path / "demo" / "tables" / "toy.csv").shape == (3, 5)
     assert "tables/toy.csv" in ctx.sections[-1][1]
+
+
+def test_slicer_export_writes_the_chosen_file(study, tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    from NACResponseSlicerLib.table_export import FILE_FILTER, export_result_table, export_target
+
+    assert export_target(str(tmp_path / "t"), FILE_FILTER.split(";;")[1]).name == "t.xlsx"
+    assert export_target(str(tmp_path / "t.CSV"), "").name == "t.CSV"
+    path = export_result_table(study, "toy", str(tmp_path / "toy"), "CSV, UTF-8 (*.csv)")
+    assert pd.read_csv(path).shape == (3, 5)
+    path = export_result_table(study, "toy", str(tmp_path / "toy.xlsx"))
+    book = openpyxl.load_workbook(path, read_only=True)
+    assert book.sheetnames == ["toy", "provenance"]
+    assert next(book["toy"].iter_rows(values_only=True)) == ("patient_id", "value", "count", "note", "flag")
+    with pytest.raises(Exception, match="no table named 'nope'"):
+        export_result_table(study, "nope", str(tmp_path / "n.csv"))
+    assert not (tmp_path / "n.csv").exists()

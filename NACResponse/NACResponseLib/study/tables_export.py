@@ -220,6 +220,24 @@ def export_tables(store, names: list[str] | None, fmt: str, out_dir: str | Path,
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def export_table_file(store, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
+    """One table into one ``.csv`` or ``.xlsx`` file (e.g. the file a Save dialog chose), written atomically."""
+    from ..atomic import atomic_write_with
+
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in (".csv", ".xlsx"):
+        raise InputError(f"{path}: export a table as .csv or .xlsx")
+    frame = store.read_table(check_table(store, name))
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists; choose another file or overwrite it")
+    if kind == ".csv":
+        atomic_write_with(path, lambda tmp: write_csv(frame, tmp))
+    else:
+        atomic_write_with(path, lambda tmp: write_xlsx({name: frame}, {name: store.table_provenance(name)}, tmp))
+    return path
+
+
 def _columns(store, name: str) -> list[str]:
     import pyarrow.parquet as pq
 
