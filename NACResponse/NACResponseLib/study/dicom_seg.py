@@ -195,7 +195,7 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
         source_images=_source_datasets(record), pixel_array=frames, segmentation_type="BINARY",
         segment_descriptions=[description],
         series_instance_uid=generate_uid(entropy_srcs=[image.series_uid, reader, method, digest, "series"]),
-        series_number=9000 + len(reader) % 100, sop_instance_uid=generate_uid(
+        series_number=9000, sop_instance_uid=generate_uid(
             entropy_srcs=[image.series_uid, reader, method, digest, "instance"]),
         instance_number=1, manufacturer="NACResponse", manufacturer_model_name="NACResponse",
         software_versions=__version__, device_serial_number="none",
