@@ -95,7 +95,7 @@ _TEXTURE: dict[str, tuple[str, str]] = {
     "gldm_GrayLevelVariance": ("ngl_gl_var", "merged"), "gldm_DependenceVariance": ("ngl_dc_var", "merged"),
     "gldm_DependenceEntropy": ("ngl_dc_entr", "merged"),
 }
-# IBSI features that equal a pyradiomics feature by definition (IBSI reference manual, 3.6 and 3.11):
+# IBSI features that equal a pyradiomics feature by definition (IBSI reference manual):
 # dissimilarity = difference average, sum variance = cluster tendency, and with alpha = 0 every
 # voxel is one NGLDM entry, so its normalised grey level non-uniformity is the histogram's uniformity.
 _IDENTICAL: tuple[tuple[str, str, str], ...] = (
@@ -181,7 +181,7 @@ def _last_digit_unit(value: float) -> float:
     return 10.0 ** (exponent - 2)
 
 
-# IBSI reference manual, table 5.1 (CT phantom): texture dimensionality, voxel spacing (mm, 0 keeps
+# IBSI reference manual, CT phantom configurations: texture dimensionality, voxel spacing (mm, 0 keeps
 # the axis), image interpolator, discretisation, re-segmentation range (HU) and outlier filter.
 CT_CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "A": {"texture": "2.5D", "spacing": None, "interpolator": None, "bins": {"binWidth": 25},

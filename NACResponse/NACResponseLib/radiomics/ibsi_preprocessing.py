@@ -1,7 +1,7 @@
 """IBSI image processing before pyradiomics: the optional ``ibsi`` section of a parameter set.
 
 pyradiomics' own pre-processing differs from the IBSI reference manual (Zwanenburg et al.,
-Radiology 2020, chapter 2) in ways it cannot be told to change: its resampled grid is aligned at
+Radiology 2020; arXiv:1612.07003) in ways it cannot be told to change: its resampled grid is aligned at
 the corner of the ROI's bounding box, intensities are not rounded after interpolation, the mask is
 resampled by nearest neighbour, fixed-bin-width bins start at ``floor(min / w) * w`` and a range
 and a 3-sigma re-segmentation cannot be combined.  With an ``ibsi`` section in the parameter set
@@ -126,21 +126,24 @@ class Preprocessed:
     mask: Any
     settings: dict[str, Any]
     n_voxels: int  # morphological mask
-    diagnostics: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)  # IBSI tag -> value (preprocess(diagnostics=True))
 
 
 def preprocess(image, mask, settings: IbsiSettings, *, label: int = 1, bin_width: float | None = None,
-               name: str = "image") -> Preprocessed:
+               name: str = "image", diagnostics: bool = False) -> Preprocessed:
     """IBSI interpolation, rounding, mask partial-volume threshold and re-segmentation of one ROI.
 
     ``bin_width`` is the pyradiomics ``binWidth`` when bins have a fixed width (``None`` for a fixed
-    bin count).  Raises :class:`InputError` when no voxel is left after a step.
+    bin count).  ``diagnostics=True`` also fills the IBSI Diagnostics values (image and ROI after
+    each step).  Raises :class:`InputError` when no voxel is left after a step.
     """
     import SimpleITK as sitk
 
     roi = sitk.Cast(mask == label, sitk.sitkFloat32)
-    diagnostics = _image_diagnostics(image, "init_img")
-    diagnostics.update(_roi_diagnostics(image, roi > 0.5, roi > 0.5, "init_roi"))
+    diag: dict[str, float] = {}
+    if diagnostics:
+        diag.update(_image_diagnostics(image, "init_img"))
+        diag.update(_roi_diagnostics(image, roi > 0.5, roi > 0.5, "init_roi"))
     if settings.spacing is not None:
         reference = centred_grid(image, settings.spacing)
         image = _resample(image, reference, settings.interpolator, extrapolate=True)
@@ -152,8 +155,9 @@ def preprocess(image, mask, settings: IbsiSettings, *, label: int = 1, bin_width
         roi = _resample(roi, reference, settings.mask_interpolator, extrapolate=False)
     morph = sitk.Cast(roi >= settings.mask_threshold, sitk.sitkUInt32)
     morph.CopyInformation(image)
-    diagnostics.update(_image_diagnostics(image, "interp_img"))
-    diagnostics.update(_roi_diagnostics(image, morph, morph, "interp_roi"))
+    if diagnostics:
+        diag.update(_image_diagnostics(image, "interp_img"))
+        diag.update(_roi_diagnostics(image, morph, morph, "interp_roi"))
     values = sitk.GetArrayViewFromImage(image)[sitk.GetArrayViewFromImage(morph) > 0]
     if values.size == 0:
         raise InputError(f"{name}: no ROI voxel is left after IBSI interpolation (mask partial-volume threshold "
@@ -167,12 +171,13 @@ def preprocess(image, mask, settings: IbsiSettings, *, label: int = 1, bin_width
         if kept.size == 0:
             raise InputError(f"{name}: no ROI voxel has an intensity in the IBSI re-segmentation range "
                              f"[{low:g}, {high:g}]")
-        reseg = sitk.Cast((image >= low) & (image <= high), sitk.sitkUInt32) * morph
-        diagnostics.update(_roi_diagnostics(image, reseg, morph, "reseg_roi"))
+        if diagnostics:
+            reseg = sitk.Cast((image >= low) & (image <= high), sitk.sitkUInt32) * morph
+            diag.update(_roi_diagnostics(image, reseg, morph, "reseg_roi"))
     if bin_width is not None:
         rng = settings.resegment_range
         extra[BIN_ORIGIN] = float(rng[0]) if rng is not None and math.isfinite(rng[0]) else float(kept.min())
-    return Preprocessed(image, morph, extra, int(values.size), diagnostics)
+    return Preprocessed(image, morph, extra, int(values.size), diag)
 
 
 def resegmentation_range(values: np.ndarray, settings: IbsiSettings) -> tuple[float, float]:
@@ -250,10 +255,9 @@ def _roi_diagnostics(image, intensity_mask, morph_mask, stage: str) -> dict[str,
     for kind, m in (("int", intensity_mask), ("morph", morph_mask)):
         inside = sitk.GetArrayViewFromImage(m) > 0
         out[f"{kind}_mask_vox_count_{stage}"] = float(np.count_nonzero(inside))
-        where = np.nonzero(inside)  # array order z, y, x
-        for a, axis in zip(_AXES, (2, 1, 0)):
-            out[f"{kind}_mask_bb_dim_{a}_{stage}"] = float(where[axis].max() - where[axis].min() + 1) if inside.any() \
-                else 0.0
+        where = np.nonzero(inside)[::-1]  # array order is (z,) y, x
+        for a, index in zip(_AXES, where):
+            out[f"{kind}_mask_bb_dim_{a}_{stage}"] = float(index.max() - index.min() + 1) if index.size else 0.0
         if kind == "int" and inside.any():
             out.update({f"int_mask_mean_int_{stage}": float(values[inside].mean()),
                         f"int_mask_min_int_{stage}": float(values[inside].min()),
