@@ -33,16 +33,15 @@ import numpy as np
 from ..errors import InputError
 
 SECTION = "ibsi"
-#: Extractor setting that carries the bin origin to :func:`_bin_edges` (set per ROI, never in a file).
+#: Extractor setting that carries the bin origin to pyradiomics' binning (:func:`install_bin_origin`;
+#: set per ROI, never in a file).
 BIN_ORIGIN = "ibsiBinOrigin"
 
 _INTERPOLATORS = {"nearest": "sitkNearestNeighbor", "linear": "sitkLinear", "bspline": "sitkBSpline"}
 _KEYS = ("resampledPixelSpacing", "interpolator", "maskInterpolator", "maskThreshold", "roundIntensities",
          "resegmentRange", "resegmentSigma")
 # pyradiomics settings whose step the ibsi section owns (one owner per step)
-_CONFLICTS = {"resampledPixelSpacing": "resampledPixelSpacing", "interpolator": "interpolator",
-              "resegmentRange": "resegmentRange / resegmentSigma", "resegmentMode": "resegmentRange / resegmentSigma",
-              "normalize": "(no IBSI normalisation step)", "preCrop": "(the IBSI grid is not cropped)"}
+_CONFLICTS = ("resampledPixelSpacing", "interpolator", "resegmentRange", "resegmentMode", "normalize", "preCrop")
 
 
 @dataclass(frozen=True)
@@ -112,9 +111,9 @@ def check_conflicts(settings: dict[str, Any], where: str) -> None:
     """The ``ibsi`` section owns interpolation and re-segmentation: refuse the pyradiomics keys for them."""
     clash = sorted(k for k in _CONFLICTS if settings.get(k) not in (None, False))
     if clash:
-        owners = ", ".join(f"{k} -> {SECTION}: {_CONFLICTS[k]}" for k in clash)
-        raise InputError(f"{where}: setting {clash} conflicts with the '{SECTION}' section, which does this step "
-                         f"the IBSI way ({owners}); remove it from 'setting'")
+        raise InputError(f"{where}: setting {clash} conflicts with the '{SECTION}' section, which does "
+                         f"interpolation and re-segmentation the IBSI way (its keys: {list(_KEYS)}) and has no "
+                         "normalisation or cropping step; remove them from 'setting'")
 
 
 @dataclass
