@@ -11,7 +11,7 @@ DEMO_OUT ?= demo_output
 # pip must never resolve torch by itself (it would download a CUDA build).  Empty: no torch.
 TORCH ?= torch==2.13.0
 comma := ,
-EXTRAS ?= radiomics$(comma)stats$(comma)cluster$(comma)test$(if $(TORCH),$(comma)deep)
+EXTRAS ?= radiomics$(comma)stats$(comma)cluster$(comma)xlsx$(comma)dicom-seg$(comma)test$(if $(TORCH),$(comma)deep)
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup clean
