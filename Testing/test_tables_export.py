@@ -204,3 +204,32 @@ def test_slicer_export_writes_the_chosen_file(study, tmp_path):
     with pytest.raises(Exception, match="no table named 'nope'"):
         export_result_table(study, "nope", str(tmp_path / "n.csv"))
     assert not (tmp_path / "n.csv").exists()
+
+
+def test_features_panel_export_button_writes_the_dialogs_file(study, tmp_path, monkeypatch):
+    """The Export... hook on real MRML (slicer-core): the Save dialog's file is written as XLSX."""
+    pytest.importorskip("slicer_core", reason="slicer-core (the test extra) is not installed")
+    openpyxl = pytest.importorskip("openpyxl")
+    import headless_slicer
+
+    headless_slicer.start()
+    import qt
+    import slicer
+    from test_slicer_mrml import FakeTasks, Recorder
+
+    from NACResponseSlicerLib.features_panel import FeaturesPanel
+    from NACResponseSlicerLib.panels import PanelLogic
+
+    logic = PanelLogic()
+    logic.study.openStudy(study.root)
+    target = tmp_path / "chosen.xlsx"
+    dialog = type("D", (), {"getSaveFileName": staticmethod(lambda *a: str(target))})
+    monkeypatch.setattr(qt, "QFileDialog", dialog, raising=False)
+    monkeypatch.setattr(slicer.util, "mainWindow", lambda: None)
+    messages = []
+    monkeypatch.setattr(slicer.util, "showStatusMessage", lambda text, duration=0: messages.append(text))
+    ui, tasks = Recorder(), FakeTasks()
+    object.__setattr__(ui.featureTableComboBox, "currentText", "toy")
+    FeaturesPanel(ui, logic.features, tasks, lambda: None).onExportTable()
+    assert openpyxl.load_workbook(target, read_only=True).sheetnames == ["toy", "provenance"]
+    assert tasks.ensured == [("core",), ("xlsx",)] and "chosen.xlsx" in messages[0]
