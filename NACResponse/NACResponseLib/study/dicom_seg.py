@@ -44,6 +44,14 @@ METHOD_ALGORITHM = {"manual": ("MANUAL", None), "reference": ("MANUAL", None),
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
+def _highdicom():
+    try:
+        import highdicom
+    except ImportError:
+        raise InputError("DICOM SEG needs highdicom: pip install 'nacresponse[dicom-seg]'") from None
+    return highdicom
+
+
 def _plain(value: Any) -> Any:
     if value is None:
         return None
@@ -158,7 +166,6 @@ def segment_description(reader: str, method: str, timepoint: str) -> str:
 def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask_path: str | Path,
                     out_path: str | Path, *, reader: str, method: str, label: int = 1) -> Path:
     """Write one mask (voxels == ``label``) as a binary DICOM SEG referencing the source series."""
-    import highdicom as hd
     import SimpleITK as sitk
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
@@ -167,6 +174,7 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
     from ..atomic import atomic_path
     from ..provenance import sha256_file
 
+    hd = _highdicom()
     image = _image_of(store, patient_id, timepoint, image_key)
     where = f"{patient_id}/{timepoint} {reader}/{method} ({mask_path})"
     if not image.series_uid:
@@ -191,20 +199,30 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
         tracking_uid=generate_uid(entropy_srcs=[image.series_uid, reader, method, "tracking"]))
     description.SegmentDescription = segment_description(reader, method, timepoint)
     digest = sha256_file(mask_path)
-    seg = hd.seg.Segmentation(
+    try:
+        seg = _segmentation(hd, record, frames, description, image.series_uid, reader, method, timepoint, digest)
+    except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source attributes
+        raise InputError(f"{where}: cannot reference series {image.series_uid} in a DICOM SEG ({exc})") from None
+    with atomic_path(out_path) as tmp:
+        seg.save_as(str(tmp))
+    return Path(out_path)
+
+
+def _segmentation(hd, record, frames, description, series_uid, reader, method, timepoint, digest):
+    from pydicom.uid import generate_uid
+
+    from .. import __version__
+
+    return hd.seg.Segmentation(
         source_images=_source_datasets(record), pixel_array=frames, segmentation_type="BINARY",
         segment_descriptions=[description],
-        series_instance_uid=generate_uid(entropy_srcs=[image.series_uid, reader, method, digest, "series"]),
-        series_number=9000, sop_instance_uid=generate_uid(
-            entropy_srcs=[image.series_uid, reader, method, digest, "instance"]),
+        series_instance_uid=generate_uid(entropy_srcs=[series_uid, reader, method, digest, "series"]),
+        series_number=9000, sop_instance_uid=generate_uid(entropy_srcs=[series_uid, reader, method, digest, "instance"]),
         instance_number=1, manufacturer="NACResponse", manufacturer_model_name="NACResponse",
         software_versions=__version__, device_serial_number="none",
         series_description=f"SEG {reader} {method} {timepoint}"[:64],
         content_description=segment_description(reader, method, timepoint)[:64],
         content_label=re.sub(r"[^A-Z0-9_ ]", "_", f"{reader}_{method}".upper())[:16])
-    with atomic_path(out_path) as tmp:
-        seg.save_as(str(tmp))
-    return Path(out_path)
 
 
 # ---- import -------------------------------------------------------------------------------------
@@ -222,9 +240,9 @@ class SegmentInfo:
 
 def read_seg(path: str | Path):
     """The SEG as a highdicom Segmentation, or an error that names the file and the problem."""
-    import highdicom as hd
     import pydicom
 
+    hd = _highdicom()
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -276,9 +294,9 @@ def choose_segment(segments: list[SegmentInfo], wanted: int | str | None, where:
 
 def segment_mask(seg, number: int, reference, where: str):
     """Segment ``number`` as a binary SimpleITK mask on ``reference``'s voxel grid."""
-    import highdicom as hd
     import SimpleITK as sitk
 
+    hd = _highdicom()
     if reference.GetDimension() != 3:
         raise InputError(f"{where}: DICOM SEG import handles cross-sectional (3D) images only")
     try:
