@@ -21,19 +21,11 @@ import zlib
 from pathlib import Path
 
 from .errors import InputError
+from .paths import within
 
 #: The most pixel data one image may claim; NACRESPONSE_MAX_IMAGE_BYTES overrides it.
 MAX_IMAGE_BYTES = int(os.environ.get("NACRESPONSE_MAX_IMAGE_BYTES", 4 * 1024**3))
 _CHUNK = 1 << 20
-
-
-def within(root: str | Path, path: str | Path) -> bool:
-    """True when ``path`` (symlinks resolved) lies inside ``root``."""
-    try:
-        Path(path).resolve().relative_to(Path(root).resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def check_image_file(path: str | Path, max_bytes: int | None = None) -> None:

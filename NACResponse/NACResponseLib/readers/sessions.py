@@ -45,7 +45,7 @@ from ..provenance import now_iso, sha256_file
 from ..study.model import Segmentation, timepoint_order
 
 SESSIONS_DIR = "sessions"
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # never "." or "..": ids become folder names
 
 SESSION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_cases (
@@ -110,7 +110,7 @@ class CaseAssignment:
 
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-'")
+        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-' (and is not '.' or '..')")
     return value
 
 

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..imageio import write_image
+from ..paths import within
 from .model import ROLES, image_key
 from .store import StudyStore
 
@@ -262,6 +263,9 @@ def import_dicom(folder: str | Path, dest: str | Path, overrides: str | Path | N
             continue
         key = image_key(info["role"], info.get("b_value"), info.get("laterality"))
         rel = Path("images") / pid / timepoint / f"{key}.nii.gz"
+        if not within(dest, dest / rel):
+            problems.append(f"{where}: patient id {pid!r} would store the series outside the study; skipped")
+            continue
         if (dest / rel).exists():
             problems.append(f"{where}: a second series for {pid}/{timepoint}/{key}; skipped (choose one with 'skip')")
             continue
@@ -281,4 +285,4 @@ def import_dicom(folder: str | Path, dest: str | Path, overrides: str | Path | N
 
 def _patient_id(s: DicomSeries) -> str:
     pid = re.sub(r"[^A-Za-z0-9_.-]", "_", s.tags.get("PatientID") or "anonymous")
-    return pid or "anonymous"
+    return "anonymous" if pid.strip(".") == "" else pid  # "." and ".." would be folder escapes
