@@ -98,6 +98,10 @@ class StudyStore:
             self._cohort = cohort_from_rows(rows, clinical)
         return self._cohort
 
+    def refresh(self) -> None:
+        """Forget the cached cohort: the next access re-reads manifest and clinical table."""
+        self._cohort = None
+
     def path(self, relative: str | Path) -> Path:
         """Absolute path of a manifest path (relative to the study folder).
 
