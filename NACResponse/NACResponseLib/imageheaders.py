@@ -104,14 +104,14 @@ def _check_nifti(path: Path, max_bytes: int | None) -> None:
             head = fh.read(540)
         except (EOFError, OSError, zlib.error):
             raise InputError(f"{path}: cannot read the NIfTI header (corrupt or truncated compressed file)") from None
-        if len(head) < 348:
-            raise InputError(f"{path}: truncated NIfTI file ({len(head)} bytes, the header alone has 348)")
         for endian in "<>":
-            size = struct.unpack(f"{endian}i", head[:4])[0]
+            size = struct.unpack(f"{endian}i", head[:4])[0] if len(head) >= 4 else 0
             if size in (348, 540):
                 break
         else:
             return  # not a NIfTI header: ITK reports it
+        if len(head) < 348:
+            raise InputError(f"{path}: truncated NIfTI file ({len(head)} bytes, the header alone has 348)")
         if size == 348:
             dims = list(struct.unpack(f"{endian}8h", head[40:56]))
             bitpix = struct.unpack(f"{endian}h", head[72:74])[0]

@@ -24,7 +24,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..errors import InputError
     from ..readers.agreement import run_agreement
     from ..study.store import StudyStore
@@ -37,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         extra.append((reader, method))
     res = run_agreement(StudyStore(args.study), session=args.session, readers=_split(args.readers), extra=extra,
                         consensus=args.consensus, timepoints=_split(args.timepoints),
-                        cancel=CANCEL)
+                        cancel=args.cancel)
     summary = res["summary"]
     for _, row in summary.iterrows():
         print(f"{row['reader_a']} vs {row['reader_b']}: {int(row['cases'])} cases, Dice median "
