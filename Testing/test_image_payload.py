@@ -82,7 +82,9 @@ def test_header_only_nifti_is_refused(tmp_path):
 def test_small_file_claiming_a_huge_volume_allocates_nothing(tmp_path):
     """The probe: a ~94-byte file whose header claims 1024^3 voxels must fail before any allocation."""
     path = tmp_path / "bomb.nii.gz"
-    path.write_bytes(gzip.compress(_nifti_header([1024, 1024, 1024], bitpix=8, datatype=2), 9))
+    blob = gzip.compress(_nifti_header([1024, 1024, 1024], bitpix=8, datatype=2), 9)
+    # a forged gzip trailer claiming the full size must not open the fast path
+    path.write_bytes(blob[:-4] + struct.pack("<I", (352 + 1024**3) % 2**32))
     assert path.stat().st_size < 120
     code = textwrap.dedent(f"""
         import resource, sys

@@ -90,10 +90,29 @@ class _ZlibStream:
         return out
 
 
-def _open(path: Path):
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+#: Deflate expands at most ~1032:1; a file claiming more than this is short whatever its trailer says.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _gzip_trailer_matches(path: Path, expected: int) -> bool:
+    """The fast path for an intact gzip file: its trailer (ISIZE, the uncompressed size mod 2^32)
+    equals what the header implies.  A cut file ends in arbitrary deflate bytes instead, so a
+    mismatch sends it to the full count that decides."""
+    size = path.stat().st_size
+    if size < 18 or expected > size * _MAX_DEFLATE_RATIO:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(-4, 2)
+        return struct.unpack("<I", fh.read(4))[0] == expected % 2**32
 
 
 # ---- NIfTI ------------------------------------------------------------------------------------
@@ -129,6 +148,8 @@ def _check_nifti(path: Path, max_bytes: int | None) -> None:
             raise InputError(f"{path}: NIfTI header has {ndim} dimensions and {bitpix} bits per voxel")
         dims = dims[1:ndim + 1]
         claimed = _claim(path, dims, bitpix / 8, max_bytes)
+        if _is_gzip(path) and _gzip_trailer_matches(path, max(offset, size) + claimed):
+            return
         skip = max(offset, size) - len(head)
         if skip < 0:
             fh_rest = head[max(offset, size):]
@@ -194,6 +215,8 @@ def _check_nrrd(path: Path, max_bytes: int | None) -> None:
         return
     claimed = _claim(path, dims, size, max_bytes)
     skip = int(fields.get("byte skip", "0") or 0)
+    if encoding in ("gzip", "gz") and skip == 0 and _gzip_trailer_matches(data, claimed):
+        return
     with open(data, "rb") as fh:
         fh.seek(start)
         if encoding == "raw":
