@@ -44,12 +44,11 @@ METHOD_ALGORITHM = {"manual": ("MANUAL", None), "reference": ("MANUAL", None),
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def _highdicom():
+def _require_highdicom() -> None:
     try:
-        import highdicom
+        import highdicom  # noqa: F401
     except ImportError:
         raise InputError("DICOM SEG needs highdicom: pip install 'nacresponse[dicom-seg]'") from None
-    return highdicom
 
 
 def _plain(value: Any) -> Any:
@@ -174,7 +173,9 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
     from ..atomic import atomic_path
     from ..provenance import sha256_file
 
-    hd = _highdicom()
+    _require_highdicom()
+    import highdicom as hd
+
     image = _image_of(store, patient_id, timepoint, image_key)
     where = f"{patient_id}/{timepoint} {reader}/{method} ({mask_path})"
     if not image.series_uid:
@@ -242,7 +243,9 @@ def read_seg(path: str | Path):
     """The SEG as a highdicom Segmentation, or an error that names the file and the problem."""
     import pydicom
 
-    hd = _highdicom()
+    _require_highdicom()
+    import highdicom as hd
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
@@ -296,7 +299,9 @@ def segment_mask(seg, number: int, reference, where: str):
     """Segment ``number`` as a binary SimpleITK mask on ``reference``'s voxel grid."""
     import SimpleITK as sitk
 
-    hd = _highdicom()
+    _require_highdicom()
+    import highdicom as hd
+
     if reference.GetDimension() != 3:
         raise InputError(f"{where}: DICOM SEG import handles cross-sectional (3D) images only")
     try:
