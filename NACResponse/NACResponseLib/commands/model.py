@@ -138,7 +138,6 @@ def _register_dlr(sub) -> None:
 
 
 def _dlr_train(args) -> int:
-    from ..cli import CANCEL
     from ..deep.dlr import DLRNetConfig, TrainConfig
     from ..deep.dlr_cohort import DLRInputSettings, train_dlr_study
     from ..progress import Progress
@@ -158,7 +157,7 @@ def _dlr_train(args) -> int:
         res = train_dlr_study(store, out, step=args.step, settings=settings, net_config=net, train_config=train,
                               init_weights=args.imagenet, init_sha256=args.imagenet_sha256,
                               youden_weight=args.youden_weight, n_splits=args.folds, device=args.device,
-                              progress=lambda done, total, msg: prog.update(1, msg), cancel=CANCEL)
+                              progress=lambda done, total, msg: prog.update(1, msg), cancel=args.cancel)
     auc = res["training"]["cv"]["auc"]
     op = res["operating_points"]["dlr"]
     print(f"{'reused' if res['reused'] else 'saved'} {res['path']} ({res['training']['n']} patients); "
@@ -252,7 +251,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from ..cli import CANCEL
     from ..modelling.cohort import evaluate_study
     from ..modelling.workflow import EvaluationSettings
     from ..progress import Progress
@@ -270,7 +268,7 @@ def _evaluate(args) -> int:
                              selection=_selection(args), settings=settings, reader=args.reader,
                              deep_table=args.deep_table, stepwise_kind=args.stepwise_model or None,
                              stepwise_weights=(args.early_weight, args.late_weight), rcb=not args.no_rcb,
-                             out_dir=args.out, cancel=CANCEL, progress=prog)
+                             out_dir=args.out, cancel=args.cancel, progress=prog)
     for name, m in res["models"].items():
         a = m["metrics"]["auc"]
         print(f"{name}: AUC {a['estimate']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}], "
