@@ -106,6 +106,8 @@ def _register_dlr(sub) -> None:
     t.add_argument("--youden-weight", type=float, help="w of w*Se+(1-w)*Sp-1 (default c2 0.8, c4 0.2)")
     t.add_argument("--architecture", choices=("resnet18", "resnet50"), default="resnet18")
     t.add_argument("--width", type=int, default=64, help="first-stage channels (64 = ImageNet layout; less = smaller)")
+    t.add_argument("--no-max-pool", action="store_true",
+                   help="drop the stem's max pool: output stride 16, a finer Grad-CAM grid on small crops")
     t.add_argument("--imagenet", type=Path, help="torchvision ImageNet checkpoint for the encoder (SHA-256 checked)")
     t.add_argument("--imagenet-sha256", help="expected SHA-256 of --imagenet (else a .sha256 sidecar or file name)")
     t.add_argument("--epochs", type=int, default=40)
@@ -148,7 +150,8 @@ def _dlr_train(args) -> int:
     if args.margin_mm is not None:
         extra["margin_mm"] = args.margin_mm
     settings = DLRInputSettings.for_modality(args.modality, **extra)
-    net = DLRNetConfig(architecture=args.architecture, widths=tuple(args.width * k for k in (1, 2, 4, 8)))
+    net = DLRNetConfig(architecture=args.architecture, widths=tuple(args.width * k for k in (1, 2, 4, 8)),
+                       max_pool=not args.no_max_pool)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                         weight_decay=args.weight_decay, patience=args.patience, modality=args.modality,
                         augment=not args.no_augment, seed=args.seed)

@@ -1,7 +1,7 @@
 """Demo stage: DLR-2 and DLR-4 on the synthetic ultrasound, their evaluation against Clinical-2 /
 Clinical-4 and the stepwise DLRP table.
 
-Demo-sized on purpose (a small ResNet-18-layout encoder, 32-pixel crops, few epochs, random
+Demo-sized on purpose (a small ResNet-18-layout encoder, 48-pixel crops, few epochs, random
 initialisation because no ImageNet weights are shipped): it shows the pipeline end to end in
 minutes on two cores; ``nacresponse model dlr train`` has the full-size defaults.
 """
@@ -33,8 +33,8 @@ def run(ctx) -> dict:
     if store is None:
         raise RuntimeError("no study (the import stage did not run)")
     configure_threads(available_cores())  # an earlier stage's serial runner may have left one thread
-    settings = DLRInputSettings(size=32)
-    net = DLRNetConfig(widths=(8, 16, 32, 64), hidden=16, dropout=0.2)
+    settings = DLRInputSettings(size=48)
+    net = DLRNetConfig(widths=(8, 16, 32, 64), hidden=16, dropout=0.2, max_pool=False)  # 3x3 Grad-CAM grid
     train = TrainConfig(epochs=8 if ctx.quick else 20, patience=4 if ctx.quick else 6, seed=ctx.seed)
     folds = 3 if ctx.quick else 5
     bundles, summary = {}, {}
@@ -58,7 +58,7 @@ def run(ctx) -> dict:
     delong = [{"models": f"{d['model_1']} vs {d['model_2']}", "diff": d["diff"], "p": d["p"]} for d in ev["delong"]]
     body = [
         "<p>Dual-input network (shared ResNet-18-layout encoder, widths 8-64, RANDOM initialisation: no ImageNet "
-        f"weights are shipped) on 32-pixel crops of the synthetic B-mode images, pre + c2 (DLR-2, w = 0.8) and "
+        f"weights are shipped) on 48-pixel crops of the synthetic B-mode images, pre + c2 (DLR-2, w = 0.8) and "
         f"pre + c4 (DLR-4, w = 0.2); {folds}-fold cross-validated scores; target Miller-Payne G4-5. Clinical-k: "
         "backward stepwise logistic regression on % tumour volume reduction, ER, PR, Ki-67 and HER2.</p>",
         _table(rows, ["model", "n", "AUC", "95% CI", "w", "Se", "Sp", "calibration slope"]),
