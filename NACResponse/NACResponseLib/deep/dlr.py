@@ -375,8 +375,8 @@ def response_gradcam(net, base: np.ndarray, treat: np.ndarray) -> tuple[np.ndarr
     with torch.no_grad():
         mb, mt = net.feature_map(b), net.feature_map(t)
         logits = net.fused_logit(mb, mt).cpu().numpy()
-    maps_b = grad_cam(net.feature_map, lambda a: net.fused_logit(a, mt), b.cpu() if dev.type == "cpu" else b)
-    maps_t = grad_cam(net.feature_map, lambda a: net.fused_logit(mb, a), t.cpu() if dev.type == "cpu" else t)
+    maps_b = grad_cam(net.feature_map, lambda a: net.fused_logit(a, mt), b)
+    maps_t = grad_cam(net.feature_map, lambda a: net.fused_logit(mb, a), t)
     return maps_b, maps_t, logits
 
 
