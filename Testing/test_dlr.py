@@ -215,3 +215,30 @@ def test_synthetic_ultrasound(synthetic_source):
                  lesion_texture=0, posterior=1, fat_depth_mm=-10).astype(float)
     sd_db = flat[90:110].std() * 50 / 255
     assert abs(sd_db - np.pi / np.sqrt(24) * 20 / np.log(10)) < 0.6, sd_db
+
+
+def test_mri_inputs_are_2p5d_and_ultrasound_inputs_share_the_baseline_window(synthetic_study, synthetic_source):
+    """MRI: three sequences on the largest tumour slice averaged with its neighbours, on the DCE grid;
+    ultrasound: one image repeated; both timepoints cropped with the baseline's window size."""
+    import json
+
+    from NACResponseLib.deep.dlr_cohort import DLRInputSettings, paired_inputs
+
+    mr = paired_inputs(synthetic_study, "c2", DLRInputSettings.for_modality("MR", size=32))
+    assert mr.base.shape == (len(synthetic_study.cohort), 3, 32, 32) and not mr.failures
+    base_item, treat_item = mr.items[0]
+    assert len(base_item.slices) == 3 and base_item.channels == ["dce_early", "adc", "t2w"]
+    assert not np.allclose(mr.base[0, 0], mr.base[0, 2])  # distinct sequences, not one repeated
+    assert treat_item.window.half_mm == base_item.window.half_mm
+    us = paired_inputs(synthetic_study, "c4", DLRInputSettings(size=32))
+    assert us.reader == "GT_US" and us.base.shape[0] == len(synthetic_study.cohort)
+    from NACResponseLib.deep.slices import IMAGENET_MEAN, IMAGENET_STD
+
+    unit = us.base * IMAGENET_STD[None, :, None, None] + IMAGENET_MEAN[None, :, None, None]
+    np.testing.assert_allclose(unit[:, 0], unit[:, 2], atol=1e-5)  # one image repeated
+    # % volume reduction of a 2D outline: the sphere of the same cross-section, from the generator's areas
+    truth = json.loads((synthetic_source / "ground_truth.json").read_text())["patients"]
+    for pid, reduction in zip(us.patient_ids, us.volume_reduction_pct):
+        areas = truth[pid]["ultrasound"]["timepoints"]
+        expected = 100 * (1 - (areas["c4"]["area_mm2"] / areas["pre"]["area_mm2"]) ** 1.5)
+        assert abs(reduction - expected) < 0.5, (pid, reduction, expected)
