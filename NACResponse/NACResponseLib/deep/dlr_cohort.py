@@ -21,6 +21,7 @@ Tables written (one owner each, all with provenance):
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,6 +278,7 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
     input_spec = {**settings.to_dict(), "reader": pairs.reader, "step": step, "target": target}
     path = save_dlr_bundle(out, net, name=name, input_spec=input_spec, operating_points=ops, training=summary,
                            provenance=provenance)
+    shutil.rmtree(work, ignore_errors=True)  # the checkpoints only served resumption; the bundle is final
     _merge_table(store, OOF_TABLE, [{"patient_id": pid, "model": name, "step": step, "outcome": int(yy),
                                      "probability_oof": float(p)} for pid, yy, p in zip(ids, y, oof)],
                  ["model"], provenance)
