@@ -242,3 +242,25 @@ def test_mri_inputs_are_2p5d_and_ultrasound_inputs_share_the_baseline_window(syn
         areas = truth[pid]["ultrasound"]["timepoints"]
         expected = 100 * (1 - (areas["c4"]["area_mm2"] / areas["pre"]["area_mm2"]) ** 1.5)
         assert abs(reduction - expected) < 0.5, (pid, reduction, expected)
+
+
+def test_interrupted_training_resumes_to_the_same_network(tmp_path):
+    """Every epoch draws its randomness from (seed, epoch), so a resumed run ends where an
+    uninterrupted one does."""
+    base, treat, y, _ = _pairs(12, 4)
+    config = TrainConfig(epochs=4, patience=4, batch_size=6, seed=1)
+    whole, _ = train_network(base, treat, y, net_config=TINY, train_config=config)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(done, total, message):
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_network(base, treat, y, net_config=TINY, train_config=config, work_dir=tmp_path, progress=stop_after_two)
+    resumed, summary = train_network(base, treat, y, net_config=TINY, train_config=config, work_dir=tmp_path)
+    assert [h["epoch"] for h in summary["history"]] == [0, 1, 2, 3]
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
