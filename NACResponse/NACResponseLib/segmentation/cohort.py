@@ -22,7 +22,7 @@ from ..errors import CancelledError, InputError
 from ..imageio import read_image, write_image
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
-from ..study.model import timepoint_order
+from ..study.model import ROLES, timepoint_order
 from .ftv import FTVConfig, functional_tumour_volume
 from .inference import InferenceConfig
 from .measurements import change_table, measure_mask
@@ -187,11 +187,14 @@ def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config
     config = config or InferenceConfig()
     model = load_bundle(model_dir, device="cpu")  # verifies the bundle before any task starts
     listed = _listed_paths(store)
+    modalities = {ROLES.get(c, ("MR",))[0] for c in model.channels}
     rows, tasks = [], []
     for patient, tp in _selected(store, patients, timepoints):
         base = {"patient_id": patient.patient_id, "timepoint": tp.name, "reader": reader, "method": "monai"}
         out_rel = output_path(patient.patient_id, tp.name, reader, "monai")
         missing = [c for c in model.channels if not tp.has_image(c)]
+        if missing and not any(img.modality in modalities for img in tp.images):
+            continue  # e.g. an ultrasound-only visit: nothing this model segments, not a failure
         if missing:
             rows.append({**base, "status": "failed", "message": f"missing channel(s) {missing}"})
             continue
