@@ -51,6 +51,10 @@ def _selected(store, patients: Iterable[str] | None, timepoints: Iterable[str] |
                 yield patient, tp
 
 
+def _has_modality(tp, modalities: set[str]) -> bool:
+    return any(img.modality in modalities for img in tp.images)
+
+
 def _listed_paths(store) -> set[str]:
     return {s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations}
 
@@ -193,7 +197,7 @@ def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config
         base = {"patient_id": patient.patient_id, "timepoint": tp.name, "reader": reader, "method": "monai"}
         out_rel = output_path(patient.patient_id, tp.name, reader, "monai")
         missing = [c for c in model.channels if not tp.has_image(c)]
-        if missing and not any(img.modality in modalities for img in tp.images):
+        if missing and not _has_modality(tp, modalities):
             continue  # e.g. an ultrasound-only visit: nothing this model segments, not a failure
         if missing:
             rows.append({**base, "status": "failed", "message": f"missing channel(s) {missing}"})
@@ -263,7 +267,8 @@ def ftv_study(store, *, config: FTVConfig | None = None, roi_reader: str | None 
 
     config = config or FTVConfig()
     listed = _listed_paths(store)
-    selected = list(_selected(store, patients, timepoints))
+    # a visit without MR (e.g. ultrasound only) has no DCE to compute FTV from: not a failure
+    selected = [(p, tp) for p, tp in _selected(store, patients, timepoints) if _has_modality(tp, {"MR"})]
     rows, new_rows = [], []
     with Progress(len(selected), "seg ftv") as bar:
         for patient, tp in selected:
