@@ -207,11 +207,10 @@ def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict
 
 def make_tasks(store, rois: list[RoiSpec], params3d: dict, params2d: dict):
     """Runner tasks for ``rois``; the digest uses study-relative names, so a moved study keeps results."""
-    from importlib import metadata
-
+    from ..provenance import radiomics_version
     from ..runner import Task
 
-    version = f"pyradiomics={metadata.version('pyradiomics')}"
+    version = radiomics_version()
     tasks = []
     for roi in rois:
         if roi.problem is not None:
