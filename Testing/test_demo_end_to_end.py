@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 
 from NACResponseLib.cli import main
 
+requires_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                    reason="torch is not installed (Python 3.12 here: no CPU wheel, the deep extra is left out)")
+
 
 @pytest.mark.slow
+@requires_torch
 def test_quick_demo_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
     # 20 patients (4 with pCR at seed 0): the smallest cohort the 3-fold model evaluation accepts.
