@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, NACError
+from ..paths import check_id
 
 METHODS = ("majority", "staple")
 DEFAULT_READER_IDS = {"majority": "MV", "staple": "STAPLE"}
@@ -86,7 +87,7 @@ def build_consensus(store, sets: dict[tuple[str, str], dict[str, Any]], *, metho
     from ..imageio import read_mask, write_image
     from ..provenance import now_iso
 
-    reader_id = reader_id or DEFAULT_READER_IDS.get(method, "CONSENSUS")
+    reader_id = check_id(reader_id or DEFAULT_READER_IDS.get(method, "CONSENSUS"), "consensus reader id")
     made, skipped, failed, rows = [], [], {}, []
     for (pid, tp), by_reader in sets.items():
         if cancel is not None:

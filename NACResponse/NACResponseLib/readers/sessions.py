@@ -40,7 +40,6 @@ import hmac
 import json
 import os
 import platform
-import re
 import secrets
 import time
 import uuid
@@ -53,11 +52,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError
+from ..paths import check_id
 from ..provenance import now_iso, sha256_file
 from ..study.model import Segmentation, timepoint_order
 
 SESSIONS_DIR = "sessions"
-_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # never "." or "..": ids become folder names
 
 SESSION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_cases (
@@ -121,12 +120,6 @@ class CaseAssignment:
     status: str
 
 
-def _check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-' (and is not '.' or '..')")
-    return value
-
-
 def _init_tables(store) -> None:
     with store.catalogue() as db:
         db.executescript(SESSION_SCHEMA)
@@ -166,8 +159,8 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
     manifest is an error, unless ``adopt_existing``: then that segmentation becomes the reader's
     (read-only) result for the case, e.g. for delineations made before the session existed.
     """
-    _check_id(name, "session name")
-    readers = [_check_id(r, "reader id") for r in readers]
+    check_id(name, "session name")
+    readers = [check_id(r, "reader id") for r in readers]
     if not readers:
         raise InputError("a session needs at least one reader")
     if len(set(readers)) != len(readers):

@@ -20,6 +20,7 @@ import SimpleITK as sitk
 from ..atomic import atomic_write_text
 from ..errors import CancelledError, InputError
 from ..imageio import read_image, write_image
+from ..paths import check_id
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
 from ..study.model import timepoint_order
@@ -37,6 +38,7 @@ MEASUREMENTS_TABLE = "tumour_measurements"
 
 
 def output_path(patient_id: str, timepoint: str, reader: str, method: str, suffix: str = "") -> str:
+    check_id(reader, "reader id")  # it becomes a file name in the study
     return f"{SEG_DIR}/{patient_id}/{timepoint}/{reader}__{method}{suffix}.nii.gz"
 
 
