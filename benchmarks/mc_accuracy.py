@@ -79,11 +79,13 @@ def main() -> None:
             if classifier is not None:
                 det = classifier.apply(det)
             sets.setdefault(name, []).append((det, truth, res.breast))
+    # With a classifier the FROC curve is swept over its probability, the clusters use its decision.
+    score = "probability" if classifier is not None else "score"
     print("| set | images | sens. @1 FP/img | sens. @2 FP/img | chest wall right | rule | cluster sens. | "
           "false clusters / image | false clusters / normal image |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, items in sets.items():
-        curve = froc([(d, t) for d, t, _ in items])
+        curve = froc([(d.assign(score=d[score]), t) for d, t, _ in items])
         walls = sum(b.chest_wall == "right" for _, _, b in items)
         for rule, cp in RULES.items():
             n_true = found = false = false_normal = n_normal = 0
