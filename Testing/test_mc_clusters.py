@@ -14,6 +14,9 @@ from NACResponseLib.mc.editing import apply_edits, recompute, validate_edits
 from NACResponseLib.mc.evaluation import extent_errors, froc, match_image, sensitivity_at
 from NACResponseLib.mc.longitudinal import compare_image, resmin_category, resmin_flag, summarise
 
+# Hand-made geometries below are ~10 mm wide and spaced ~5-6 mm: link them at 10 mm.
+WIDE = ClusterParams(link_distance_mm=10.0)
+
 
 def _det(xy):
     xy = np.asarray(xy, float)
@@ -65,7 +68,7 @@ def test_distribution_descriptor(points, expected):
 def test_cluster_table_end_points_and_rejected_detections_ignored():
     det = _det([[10, 10], [20, 10], [15, 12], [40, 40]])
     det.loc[3, "kept"] = False
-    mcs, table = cluster_detections(det)
+    mcs, table = cluster_detections(det, WIDE)
     assert mcs.loc[3, "cluster_id"] == -1
     row = table.iloc[0]
     assert row["n"] == 3 and row["extent_mm"] == pytest.approx(10.0) and row["extent_cm"] == pytest.approx(1.0)
@@ -88,7 +91,7 @@ def test_resmin_flag():
 
 def _clusters(points_by_id):
     det = _det([p for pts in points_by_id for p in pts])
-    return cluster_detections(det)
+    return cluster_detections(det, WIDE)
 
 
 def test_compare_image_pairs_follows_and_new():
@@ -111,7 +114,7 @@ def test_compare_image_pairs_follows_and_new():
 def test_compare_image_complete_response():
     _, pre_cl = _clusters([[[10, 10], [20, 10], [15, 13]]])
     empty = _det(np.zeros((0, 2)))
-    _, post_cl = cluster_detections(empty)
+    _, post_cl = cluster_detections(empty, WIDE)
     rows = compare_image(pre_cl, post_cl, empty)
     assert rows["category"].tolist() == ["CR"]
     assert summarise(rows)["mc_category"] == "CR"
@@ -121,9 +124,9 @@ def test_edits_remove_add_restore_and_recompute():
     det = _det([[10, 10], [20, 10], [15, 13], [22, 11]])
     det.loc[3, "kept"] = False
     det.loc[3, "reason"] = "linear"
-    _, before, _ = recompute(det)
+    _, before, _ = recompute(det, params=WIDE)
     assert before.loc[0, "extent_mm"] == pytest.approx(10.0)
-    mcs, after, unmatched = recompute(det, {"add": [[22.1, 11.0], [12, 16]], "remove": [[20.2, 10.1], [90, 90]]})
+    mcs, after, unmatched = recompute(det, {"add": [[22.1, 11.0], [12, 16]], "remove": [[20.2, 10.1], [90, 90]]}, params=WIDE)
     assert unmatched == [[90, 90]]
     assert mcs.loc[1, "reason"] == "user_removed" and not mcs.loc[1, "kept"]
     assert mcs.loc[3, "source"] == "user_restored" and mcs.loc[3, "kept"]
