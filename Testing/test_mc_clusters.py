@@ -14,8 +14,8 @@ from NACResponseLib.mc.editing import apply_edits, recompute, validate_edits
 from NACResponseLib.mc.evaluation import extent_errors, froc, match_image, sensitivity_at
 from NACResponseLib.mc.longitudinal import compare_image, resmin_category, resmin_flag, summarise
 
-# Hand-made geometries below are ~10 mm wide and spaced ~5-6 mm: link them at 10 mm.
-WIDE = ClusterParams(link_distance_mm=10.0)
+# Hand-made geometries below are ~10 mm wide and spaced ~5-6 mm: the single 10 mm link rule.
+WIDE = ClusterParams(core_link_mm=10.0)
 
 
 def _det(xy):
@@ -53,6 +53,20 @@ def test_birads_grouping_rules_are_configurable():
     assert (split == -1).all()
 
 
+def test_dense_core_decides_and_wide_link_measures():
+    """Random triples 6-9 mm apart are no cluster; a dense core takes in sparse MCs up to 10 mm away."""
+    triple = [[10, 10], [17, 12], [12, 18]]
+    core = [[50, 50], [52, 50], [51, 52]]
+    sparse = [[59, 50], [67, 51], [75, 50]]  # each ~8 mm from the previous one
+    lab = assign_clusters(np.array(triple + core + sparse, float))
+    assert (lab[:3] == -1).all()
+    assert (lab[3:] == 0).all()
+    old = assign_clusters(np.array(triple + core + sparse, float), ClusterParams(core_link_mm=10.0))
+    assert (old[:3] >= 0).all()  # the single 10 mm link rule makes the random triple a cluster
+    only_core = assign_clusters(np.array(triple + core + sparse, float), ClusterParams(link_distance_mm=5.0))
+    assert (only_core[3:6] == 0).all() and (only_core[6:] == -1).all()  # a 5 mm link alone cuts the extent
+
+
 @pytest.mark.parametrize("points,expected", [
     ([[0, 0], [3, 1], [1, 4], [4, 4], [2, 2]], "grouped"),
     ([[0, 0], [5, 0.3], [10, -0.2], [15, 0.1], [20, 0.2], [25, 0]], "linear"),
@@ -60,7 +74,7 @@ def test_birads_grouping_rules_are_configurable():
     ([[0, 0], [8, 3], [16, -3], [24, 4], [32, -4], [16, 4], [8, -3], [24, -4]], "segmental"),
 ])
 def test_distribution_descriptor(points, expected):
-    _, table = cluster_detections(_det(points), ClusterParams(link_distance_mm=25.0, window_mm=25.0))
+    _, table = cluster_detections(_det(points), ClusterParams(link_distance_mm=25.0, window_mm=25.0, core_link_mm=25.0))
     assert len(table) == 1
     assert table.loc[0, "distribution"] == expected
 

@@ -13,7 +13,7 @@ import pytest
 
 from NACResponseLib.errors import InputError
 from NACResponseLib.mc.breast import segment_breast
-from NACResponseLib.mc.clusters import ClusterParams, cluster_detections
+from NACResponseLib.mc.clusters import cluster_detections
 from NACResponseLib.mc.detect import DetectorParams, check_mammogram_array, detect_microcalcifications
 from NACResponseLib.mc.evaluation import extent_errors, froc, sensitivity_at
 from NACResponseLib.mc.phantom import _add_sphere, noise_sigma, synthesize_mammogram
@@ -86,15 +86,13 @@ def test_detection_measures_size_and_contrast():
 
 @pytest.mark.slow
 def test_pixel_size_independence_of_extents():
-    """The same phantom at 0.05, 0.07 and 0.1 mm pixels: cluster extents agree within 0.5 mm.
-
-    8 MCs over 12 mm are sparser than the default 5 mm link holds together, so they are linked at 10 mm."""
+    """The same phantom at 0.05, 0.07 and 0.1 mm pixels: cluster extents agree within 0.5 mm."""
     cl = [{"center_mm": (25, 45), "n": 8, "extent_mm": 12.0, "diameter_mm": (0.35, 0.45), "cnr": 8}]
     extents = {}
     for s in (0.05, 0.07, 0.1):
         im, truth = synthesize_mammogram(np.random.default_rng(11), spacing_mm=s, clusters=cl, label=False)
         res = detect_microcalcifications(im, s, view="CC")
-        _, table = cluster_detections(res.detections, ClusterParams(link_distance_mm=10.0))
+        _, table = cluster_detections(res.detections)
         err = extent_errors(table, truth)
         extents[s] = float(err.loc[0, "extent_mm"])
         assert abs(err.loc[0, "error_mm"]) < 0.5

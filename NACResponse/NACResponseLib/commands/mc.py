@@ -38,13 +38,16 @@ def register(subparsers) -> None:
     t.set_defaults(func=_train)
 
     e = sub.add_parser("extent", help="apply user edits, cluster MCs, measure extents (tables mc_mcs, mc_clusters)",
-                       description="Clusters: single linkage at --link-distance-mm, kept when >= --min-count MCs "
-                       "lie within --window-mm. User edits: --edits FILE.json (with --patient/--timepoint/--image) "
+                       description="Clusters: single linkage at --link-distance-mm, kept when it holds a core of "
+                       ">= --min-count MCs linked at --core-link-mm within --window-mm. User edits: --edits FILE.json "
+                       "(with --patient/--timepoint/--image) "
                        "stores {'add': [[x_mm, y_mm]...], 'remove': [...]} for that mammogram first.")
     e.add_argument("study", type=Path)
-    e.add_argument("--link-distance-mm", type=float, help="single-linkage distance (default: mc.clusters.ClusterParams, "
-                   "5 mm)")
-    e.add_argument("--min-count", type=int, help="MCs a cluster needs within --window-mm (default 3; BI-RADS "
+    e.add_argument("--link-distance-mm", type=float, help="single linkage giving a cluster's members and extent "
+                   "(default 10)")
+    e.add_argument("--core-link-mm", type=float, help="link of the dense core that makes a group a cluster "
+                   "(default 5; equal to --link-distance-mm: the single-link rule)")
+    e.add_argument("--min-count", type=int, help="MCs the core needs within --window-mm (default 3; BI-RADS "
                    "'grouped': 5)")
     e.add_argument("--window-mm", type=float, help="(default 10)")
     e.add_argument("--edits", type=Path, help="JSON edit file to store before recomputing")
@@ -116,7 +119,8 @@ def _extent(args: argparse.Namespace) -> int:
         if not (args.patient and args.timepoint and args.image):
             raise InputError("--edits needs --patient, --timepoint and --image")
         save_edits(store, args.patient, args.timepoint, args.image, load_edits(args.edits), actor="cli")
-    given = {"link_distance_mm": args.link_distance_mm, "min_count": args.min_count, "window_mm": args.window_mm}
+    given = {"link_distance_mm": args.link_distance_mm, "core_link_mm": args.core_link_mm,
+             "min_count": args.min_count, "window_mm": args.window_mm}
     res = extent_study(store, params=ClusterParams(**{k: v for k, v in given.items() if v is not None}),
                        force=args.force)
     print(("unchanged: " if res["skipped"] else "") + f"{res['clusters']} clusters; tables mc_mcs, mc_clusters")
