@@ -70,7 +70,7 @@ class DetectorParams:
     seg_threshold: float = 2.5
     nms_radius_mm: float = 0.25
     noise_block_mm: float = 5.0
-    skin_margin_mm: float = 1.0
+    skin_margin_mm: float = 1.5  # the breast mask reaches the skin line, whose edge the band-pass sees
     min_diameter_mm: float = 0.1
     max_diameter_mm: float = 1.0
     linear_length_mm: float = 1.5
