@@ -9,13 +9,18 @@ import pandas as pd
 import pytest
 
 from NACResponseLib.errors import InputError
-from NACResponseLib.mc.clusters import ClusterParams, assign_clusters, cluster_detections, feret, hull_area
+from NACResponseLib.mc.clusters import (
+    BIRADS_GROUPED,
+    DENSE_CORE,
+    ClusterParams,
+    assign_clusters,
+    cluster_detections,
+    feret,
+    hull_area,
+)
 from NACResponseLib.mc.editing import apply_edits, recompute, validate_edits
 from NACResponseLib.mc.evaluation import extent_errors, froc, match_image, sensitivity_at
 from NACResponseLib.mc.longitudinal import compare_image, resmin_category, resmin_flag, summarise
-
-# Hand-made geometries below are ~10 mm wide and spaced ~5-6 mm: the single 10 mm link rule.
-WIDE = ClusterParams(core_link_mm=10.0)
 
 
 def _det(xy):
@@ -54,17 +59,19 @@ def test_birads_grouping_rules_are_configurable():
 
 
 def test_dense_core_decides_and_wide_link_measures():
-    """Random triples 6-9 mm apart are no cluster; a dense core takes in sparse MCs up to 10 mm away."""
+    """DENSE_CORE: random triples 6-9 mm apart are no cluster; a dense core takes in sparse MCs up to
+    10 mm away (a 5 mm link alone would cut them off)."""
     triple = [[10, 10], [17, 12], [12, 18]]
     core = [[50, 50], [52, 50], [51, 52]]
     sparse = [[59, 50], [67, 51], [75, 50]]  # each ~8 mm from the previous one
-    lab = assign_clusters(np.array(triple + core + sparse, float))
-    assert (lab[:3] == -1).all()
-    assert (lab[3:] == 0).all()
-    old = assign_clusters(np.array(triple + core + sparse, float), ClusterParams(core_link_mm=10.0))
-    assert (old[:3] >= 0).all()  # the single 10 mm link rule makes the random triple a cluster
-    only_core = assign_clusters(np.array(triple + core + sparse, float), ClusterParams(link_distance_mm=5.0))
-    assert (only_core[3:6] == 0).all() and (only_core[6:] == -1).all()  # a 5 mm link alone cuts the extent
+    xy = np.array(triple + core + sparse, float)
+    lab = assign_clusters(xy, DENSE_CORE)
+    assert (lab[:3] == -1).all() and (lab[3:] == 0).all()
+    default = assign_clusters(xy)
+    assert (default[:3] >= 0).all() and (default[3:] >= 0).all()  # the single 10 mm link keeps the triple
+    only_core = assign_clusters(xy, ClusterParams(link_distance_mm=5.0))
+    assert (only_core[3:6] == 0).all() and (only_core[6:] == -1).all()
+    assert (assign_clusters(xy, BIRADS_GROUPED) == -1).all()  # 5 MCs within 1 cm: none here
 
 
 @pytest.mark.parametrize("points,expected", [
@@ -74,7 +81,7 @@ def test_dense_core_decides_and_wide_link_measures():
     ([[0, 0], [8, 3], [16, -3], [24, 4], [32, -4], [16, 4], [8, -3], [24, -4]], "segmental"),
 ])
 def test_distribution_descriptor(points, expected):
-    _, table = cluster_detections(_det(points), ClusterParams(link_distance_mm=25.0, window_mm=25.0, core_link_mm=25.0))
+    _, table = cluster_detections(_det(points), ClusterParams(link_distance_mm=25.0, window_mm=25.0))
     assert len(table) == 1
     assert table.loc[0, "distribution"] == expected
 
@@ -82,7 +89,7 @@ def test_distribution_descriptor(points, expected):
 def test_cluster_table_end_points_and_rejected_detections_ignored():
     det = _det([[10, 10], [20, 10], [15, 12], [40, 40]])
     det.loc[3, "kept"] = False
-    mcs, table = cluster_detections(det, WIDE)
+    mcs, table = cluster_detections(det)
     assert mcs.loc[3, "cluster_id"] == -1
     row = table.iloc[0]
     assert row["n"] == 3 and row["extent_mm"] == pytest.approx(10.0) and row["extent_cm"] == pytest.approx(1.0)
@@ -105,7 +112,7 @@ def test_resmin_flag():
 
 def _clusters(points_by_id):
     det = _det([p for pts in points_by_id for p in pts])
-    return cluster_detections(det, WIDE)
+    return cluster_detections(det)
 
 
 def test_compare_image_pairs_follows_and_new():
@@ -128,7 +135,7 @@ def test_compare_image_pairs_follows_and_new():
 def test_compare_image_complete_response():
     _, pre_cl = _clusters([[[10, 10], [20, 10], [15, 13]]])
     empty = _det(np.zeros((0, 2)))
-    _, post_cl = cluster_detections(empty, WIDE)
+    _, post_cl = cluster_detections(empty)
     rows = compare_image(pre_cl, post_cl, empty)
     assert rows["category"].tolist() == ["CR"]
     assert summarise(rows)["mc_category"] == "CR"
@@ -138,9 +145,9 @@ def test_edits_remove_add_restore_and_recompute():
     det = _det([[10, 10], [20, 10], [15, 13], [22, 11]])
     det.loc[3, "kept"] = False
     det.loc[3, "reason"] = "linear"
-    _, before, _ = recompute(det, params=WIDE)
+    _, before, _ = recompute(det)
     assert before.loc[0, "extent_mm"] == pytest.approx(10.0)
-    mcs, after, unmatched = recompute(det, {"add": [[22.1, 11.0], [12, 16]], "remove": [[20.2, 10.1], [90, 90]]}, params=WIDE)
+    mcs, after, unmatched = recompute(det, {"add": [[22.1, 11.0], [12, 16]], "remove": [[20.2, 10.1], [90, 90]]})
     assert unmatched == [[90, 90]]
     assert mcs.loc[1, "reason"] == "user_removed" and not mcs.loc[1, "kept"]
     assert mcs.loc[3, "source"] == "user_restored" and mcs.loc[3, "kept"]

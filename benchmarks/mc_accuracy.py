@@ -19,17 +19,16 @@ import argparse
 
 import numpy as np
 
-from NACResponseLib.mc.clusters import BIRADS_GROUPED, ClusterParams, cluster_detections
+from NACResponseLib.mc.clusters import BIRADS_GROUPED, DENSE_CORE, ClusterParams, cluster_detections
 from NACResponseLib.mc.detect import DetectorParams, detect_microcalcifications
 from NACResponseLib.mc.evaluation import cluster_hits, froc, sensitivity_at
 from NACResponseLib.mc.phantom import synthesize_mammogram
 
 RULES = {
-    "3 within 10 mm, 10 mm link (old default)": ClusterParams(core_link_mm=10.0),
+    "default: 3 within 10 mm, 10 mm link": ClusterParams(),
     "3 within 10 mm, 5 mm link only": ClusterParams(link_distance_mm=5.0),
-    "5 within 10 mm, 5 mm link only": ClusterParams(link_distance_mm=5.0, min_count=5),
-    "default: 5 mm core, 10 mm link": ClusterParams(),
-    "BI-RADS grouped: 5 in a 5 mm core, 10 mm link": BIRADS_GROUPED,
+    "DENSE_CORE: 3 in a 5 mm core, 10 mm link": DENSE_CORE,
+    "BIRADS_GROUPED: 5 in a 5 mm core, 10 mm link": BIRADS_GROUPED,
 }
 
 

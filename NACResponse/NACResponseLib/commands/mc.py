@@ -46,9 +46,9 @@ def register(subparsers) -> None:
     e.add_argument("--link-distance-mm", type=float, help="single linkage giving a cluster's members and extent "
                    "(default 10)")
     e.add_argument("--core-link-mm", type=float, help="link of the dense core that makes a group a cluster "
-                   "(default 5; equal to --link-distance-mm: the single-link rule)")
+                   "(default: the group itself; 5: the dense-core rule)")
     e.add_argument("--min-count", type=int, help="MCs the core needs within --window-mm (default 3; BI-RADS "
-                   "'grouped': 5)")
+                   "'grouped': 5 with --core-link-mm 5)")
     e.add_argument("--window-mm", type=float, help="(default 10)")
     e.add_argument("--edits", type=Path, help="JSON edit file to store before recomputing")
     e.add_argument("--patient")

@@ -9,17 +9,20 @@ Clustering (all distances in mm, configurable in :class:`ClusterParams`):
 1. single linkage: MCs closer than ``link_distance_mm`` (default 10 mm) belong to the same group
    (KD-tree pairs + connected components, no per-pixel loops); the group's MCs give its extent;
 2. a group is a cluster only when it holds a *core*: at least ``min_count`` MCs (default 3) linked
-   at ``core_link_mm`` (default 5 mm) of which ``min_count`` lie within ``window_mm`` (default
-   10 mm) of one of them; MCs of other groups get ``cluster_id = -1`` (isolated).
+   at ``core_link_mm`` (default ``None``: the group itself) of which ``min_count`` lie within
+   ``window_mm`` (default 10 mm) of one of them; MCs of other groups get ``cluster_id = -1``.
 
-Why: "at least 3 MCs within 1 cm" is the usual cluster definition of the CAD literature, and BI-RADS
-(5th edition, 2013) calls a distribution "grouped" from about 5 calcifications within 1 cm up to
-2 cm.  With the 10 mm link alone, isolated texture peaks on real mammograms formed random triples
-up to 20 mm long; a 5 mm link gave a better sensitivity / false-cluster trade-off there, but as the
-only link it splits sparse clusters and under-measures their extent (on phantoms with 3-20 MCs over
-4-25 mm, README MC section: errors down to -17 mm).  So the 5 mm link decides *whether* there is a
-cluster and the 10 mm link *how far* it reaches.  ``core_link_mm = link_distance_mm`` is the old
-single-link rule; ``BIRADS_GROUPED`` asks for 5 MCs (``mc extent --min-count 5``).
+The default is the cluster definition common in CAD studies, at least 3 MCs within about 1 cm.
+Two stricter rules are named, with their measured cost (README, MC section):
+
+- ``DENSE_CORE`` (``core_link_mm = 5``): the 5 mm link decides *whether* there is a cluster and the
+  10 mm link *how far* it reaches.  On real mammograms, with the detector before its line and
+  breast-mask rules, the 10 mm link chained isolated texture peaks into random triples up to 20 mm
+  long and a 5 mm link was the better trade-off; a 5 mm link as the *only* link splits sparse
+  clusters and under-measures their extent, hence the core.  Sparse clusters (8 MCs over 24 mm)
+  have no 5 mm core and are lost.
+- ``BIRADS_GROUPED`` (``min_count = 5`` in a 5 mm core): BI-RADS (5th edition, 2013) calls a
+  distribution "grouped" from about 5 calcifications within 1 cm.
 
 Per cluster: ``n``, centroid, ``extent_mm`` = largest distance between two MC centres (the maximum
 Feret diameter of the point set, exact via the convex hull), its two end points, the convex-hull
@@ -58,7 +61,7 @@ class ClusterParams:
     link_distance_mm: float = 10.0
     min_count: int = 3
     window_mm: float = 10.0
-    core_link_mm: float = 5.0
+    core_link_mm: float | None = None  # None: the group itself (single-link rule)
     linear_elongation: float = 4.0
     grouped_max_mm: float = 20.0
     segmental_elongation: float = 1.8
@@ -68,7 +71,8 @@ class ClusterParams:
         return asdict(self)
 
 
-BIRADS_GROUPED = ClusterParams(min_count=5)  # BI-RADS "grouped" lower limit: 5 calcifications within 1 cm
+DENSE_CORE = ClusterParams(core_link_mm=5.0)
+BIRADS_GROUPED = ClusterParams(min_count=5, core_link_mm=5.0)  # BI-RADS "grouped": 5 calcifications within 1 cm
 
 
 def feret(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -138,7 +142,7 @@ def assign_clusters(xy: np.ndarray, params: ClusterParams | None = None) -> np.n
         return labels
     tree = cKDTree(xy)
     comp = _components(tree, n, p.link_distance_mm)
-    core = _components(tree, n, min(p.core_link_mm, p.link_distance_mm))
+    core = comp if p.core_link_mm is None else _components(tree, n, min(p.core_link_mm, p.link_distance_mm))
     # Density rule: how many MCs lie within window_mm of each MC (itself included).
     within = np.array([len(v) for v in tree.query_ball_point(xy, p.window_mm)])
     core_size = np.bincount(core)[core]

@@ -17,12 +17,17 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
    G_k - G_{k+1} bands).
 3. Noise of each DoG_k: 1.4826 x median |DoG_k| over breast pixels in ``noise_block_mm`` blocks
    (robust to the MCs themselves), smoothed across blocks; Z_k = DoG_k / noise_k; Z = max_k Z_k.
-4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.
+4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.  One
+   seed per blob: seeds of one object closer than ``max_diameter_mm`` whose contrast does not dip
+   below ``merge_saddle`` x the weaker one's between them are merged into the strongest (noise
+   splits one coarse-pixel blob among several maxima, and each would get a share of its area).
 5. Per seed, its object = connected component of Z > ``seg_threshold``.  Local contrast
    C = G_0 - B (image units); size = area where C >= half the object's peak C (FWHM area,
-   divided among the seeds sharing the object), equivalent diameter; shape = second moments of that
+   divided among the blobs sharing the object), equivalent diameter; shape = second moments of that
    area (length = 4 sqrt(major eigenvalue), elongation = sqrt(major/minor)).
    ``cnr`` = peak C / per-pixel noise (robust std of the image minus its 4-neighbour mean / sqrt(1.25)).
+   ``background`` = B at the seed; ``line_score`` (:func:`_line_score`): how strongly the seed lies
+   on a long line.
 
 Exclusion rules implemented (rejected detections are kept in the table with ``kept=False`` and a
 ``reason``):
@@ -36,8 +41,12 @@ Exclusion rules implemented (rejected detections are kept in the table with ``ke
   also any object longer than ``linear_length_mm`` that is not elongated (open rims, arcs: an MC's
   half-maximum region is never that long);
 - ``linear``: the object is longer than ``linear_length_mm`` with elongation > ``max_elongation``
-  (vascular tracks, fibres, the pectoral edge);
-- ``small``: FWHM diameter < ``min_diameter_mm`` (single-pixel noise spikes at fine pixel sizes).
+  (vascular tracks, fibres, the pectoral edge), or ``line_score`` > ``line_threshold`` (the seed is
+  on a long line: also scanner lines broken into fragments each shorter than ``linear_length_mm``);
+- ``small``: FWHM diameter < ``min_diameter_mm`` (single-pixel noise spikes at fine pixel sizes;
+  a detected spot is at least one pixel, so this fires only at pixels finer than ~0.09 mm);
+- ``classifier``: with ``classifier`` set, the learned probability (:mod:`.classifier`) is below the
+  model's threshold.
 
 Tram-track (paired parallel) vascular calcifications made of separate round dots and
 lucent-centred (benign) calcifications smaller than 1 mm are *not* excluded.
@@ -50,6 +59,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from .breast import BreastRegion, segment_breast
@@ -241,10 +253,6 @@ def _merge_seeds(sr: np.ndarray, sc: np.ndarray, zmax: np.ndarray, contrast: np.
     n = sr.size
     if n < 2:
         return sr, sc
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
     pairs = cKDTree(np.c_[sr, sc] * s).query_pairs(p.max_diameter_mm, output_type="ndarray")
     if len(pairs) == 0:
         return sr, sc
@@ -270,18 +278,19 @@ def _merge_seeds(sr: np.ndarray, sc: np.ndarray, zmax: np.ndarray, contrast: np.
 
 def _line_score(zline: np.ndarray, inside: np.ndarray, sr: np.ndarray, sc: np.ndarray, s: float,
                 p: DetectorParams) -> np.ndarray:
-    """Per seed: over 8 directions, the larger of min(mean response on the two arms from
-    ``line_inner_mm`` to ``line_outer_mm`` on either side); a spot on a long line (vessel, a
-    scanner line broken into short fragments) scores high, an MC on background about 0 (measured on
-    the phantom: at most 0.7 for MCs of clusters of up to 12; a dense chain of MCs along a duct can
-    reach the threshold).  Arm
-    samples outside the breast are ignored; an arm with fewer than half of them inside (at the skin
-    line, the chest wall, the pectoral edge) is left out, so the other arm decides alone."""
+    """Per seed: over 8 directions, the largest min(mean response on the two arms from
+    ``line_inner_mm`` to ``line_outer_mm`` on either side).  A spot on a long line (vessel, a
+    scanner line broken into short fragments) scores high, an MC on background about 0 (on the
+    phantoms at most 0.7 for MCs of clusters of up to 12; a dense chain of MCs along a duct can
+    reach the threshold).  Arm samples outside the breast are ignored; an arm with fewer than half
+    of them inside (at the skin line, the chest wall, the pectoral edge) is left out, so the other
+    arm decides alone."""
     theta = np.arange(8) * np.pi / 8
     d = np.arange(p.line_inner_mm, p.line_outer_mm + 1e-9, max(s, 0.1)) / s
     dr = np.sin(theta)[:, None] * d[None, :]  # (8, n_d)
     dc = np.cos(theta)[:, None] * d[None, :]
     best = np.zeros(sr.size, dtype=np.float32)
+    inside_f = inside.astype(np.float32)
     for chunk in range(0, sr.size, 2048):
         r = sr[chunk:chunk + 2048, None, None].astype(np.float32)
         c = sc[chunk:chunk + 2048, None, None].astype(np.float32)
@@ -289,7 +298,7 @@ def _line_score(zline: np.ndarray, inside: np.ndarray, sr: np.ndarray, sc: np.nd
         for sign in (1.0, -1.0):
             rr, cc = (r + sign * dr[None]).ravel(), (c + sign * dc[None]).ravel()
             val = ndi.map_coordinates(zline, [rr, cc], order=1, mode="constant", cval=0.0).reshape(-1, *dr.shape)
-            ok = ndi.map_coordinates(inside.astype(np.float32), [rr, cc], order=0, mode="constant",
+            ok = ndi.map_coordinates(inside_f, [rr, cc], order=0, mode="constant",
                                      cval=0.0).reshape(val.shape) > 0.5
             n_ok = ok.sum(axis=2)
             mean = np.where(ok, val, 0.0).sum(axis=2) / np.maximum(n_ok, 1)

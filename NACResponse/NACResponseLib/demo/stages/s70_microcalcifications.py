@@ -44,7 +44,7 @@ def run(ctx) -> dict:
     figs = []
     by_key = {(pid, tp, img.key): img for pid, tp, img in items}
     for row in resmin.itertuples():
-        view = row.residual_view or "CC"
+        view = row.residual_view if isinstance(row.residual_view, str) else "CC"  # NaN: no cluster anywhere
         key = f"mg_{view.lower()}_{row.laterality}"
         panels = []
         for tp in ("pre", "post"):
