@@ -102,19 +102,21 @@ class CandidateClassifier:
 def _load(path: str, sha256: str) -> CandidateClassifier:
     from ..modelling.artefact import load_model
 
+    model = load_model(path)
+    if model.meta.get("target") != TARGET:
+        raise InputError(f"{path}: not an MC candidate classifier (target {model.meta.get('target')!r})")
+    return CandidateClassifier(model, sha256)
+
+
+def load_classifier(directory: str | Path, sha256: str = "") -> CandidateClassifier:
+    """Load (and, when ``sha256`` is given, verify) a classifier saved by :func:`train_classifier`;
+    loaded models are cached by their content hash."""
+    path = str(Path(directory).resolve())
     actual = model_sha256(path)
     if sha256 and actual != sha256:
         raise InputError(f"{path}: MC classifier SHA-256 {actual[:12]}... differs from the expected "
                          f"{sha256[:12]}... (the model was changed or replaced)")
-    model = load_model(path)
-    if model.meta.get("target") != TARGET:
-        raise InputError(f"{path}: not an MC candidate classifier (target {model.meta.get('target')!r})")
-    return CandidateClassifier(model, actual)
-
-
-def load_classifier(directory: str | Path, sha256: str = "") -> CandidateClassifier:
-    """Load (and, when ``sha256`` is given, verify) a classifier saved by :func:`train_classifier`."""
-    return _load(str(Path(directory).resolve()), sha256)
+    return _load(path, actual)
 
 
 # ------------------------------------------------------------------------------------ training data
