@@ -13,6 +13,7 @@ import pytest
 from NACResponseLib.errors import InputError
 from NACResponseLib.mc.breast import segment_breast
 from NACResponseLib.mc.detect import DetectorParams, detect_microcalcifications
+from NACResponseLib.mc.evaluation import match_image
 from NACResponseLib.mc.phantom import _add_scanner_line, _add_sphere, noise_sigma, synthesize_mammogram
 
 
@@ -102,7 +103,14 @@ def test_classifier_saved_without_pickle_verified_and_applied(classifier, tmp_pa
     assert (det.loc[det["kept"], "probability"] >= clf.threshold).all()
     assert set(det.loc[~det["kept"] & (det["probability"] < clf.threshold), "reason"]) <= {
         "classifier", "linear", "large", "coarse_or_rim", "small"}
-    # The saved model reproduces scikit-learn's probabilities (NumPy re-implementation of the trees).
+    # On an unseen phantom, candidates at true MCs score higher than the others (truth: the generator).
+    txy = np.array([[t["x_mm"], t["y_mm"]] for t in truth])
+    lab = match_image(det[["x_mm", "y_mm"]].to_numpy(), det["score"].to_numpy(), txy)
+    ruled = det["reason"].isin(["", "classifier"]).to_numpy()
+    pos, neg = det["probability"][ruled & (lab == 1)], det["probability"][ruled & (lab == 0)]
+    assert len(pos) >= 6 and len(neg) >= 1
+    assert (pos.to_numpy()[:, None] > neg.to_numpy()[None, :]).mean() > 0.8  # AUC
+    # A model changed after its hash was recorded is refused.
     tampered = tmp_path / "m"
     tampered.mkdir()
     for name in ("model.json", "arrays.npz"):
