@@ -11,8 +11,7 @@ Rules (on a copy block-averaged to ~0.4 mm pixels, so the cost is small and pixe
    breast is grown from that core (hysteresis) into the connected pixels above a low threshold:
    background level + max(6 background SDs, 10 % of the step from background to Otsu's threshold)
    (level and SD: median and 1.4826 x MAD of the pixels below Otsu's threshold); holes are filled.
-   Everything else above Otsu's threshold (labels, markers, film edges) is reported as ``labels``
-   and stays out of the breast even where the grown region touches it.
+   Everything else above Otsu's threshold (labels, markers, film edges) is reported as ``labels``.
 2. The chest wall is the side (left or right) holding the breast's intensity-weighted mass: the
    breast is thickest, and on MLO views carries the pectoral muscle, at the chest wall, so the
    weighted centroid lies in the chest-wall half of the breast's bounding box.  Edge contact is not
@@ -117,9 +116,7 @@ def segment_breast(image: np.ndarray, spacing_mm: float, *, view: str | None = N
     bg_sd = 1.4826 * float(np.median(np.abs(below - bg)))
     t_low = bg + max(6.0 * bg_sd, 0.1 * (t - bg))
     grown, _ = ndi.label(small > t_low)
-    core = ndi.binary_fill_holes(core)
     breast = ndi.binary_fill_holes(np.isin(grown, np.unique(grown[core])) & (grown > 0))
-    breast &= ~(above & ~core)  # a label touching the breast's faint edge stays a label
     breast = ndi.binary_opening(breast, iterations=1)
     labels_small = above & ~breast
     area = float(breast.sum()) * ws * ws
