@@ -354,7 +354,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
         dog -= g_bg
         if contrast is None:
             contrast = dog.copy()  # G(sigma_0) - G(background): local contrast in image units
-        noise = _tile_to_pixels(_block_robust_std(dog, seed_zone, block), block, dog.shape)
+        noise = _tile_to_pixels(_block_robust_std(dog, inside, block), block, dog.shape)
         dog /= noise
         if k == min(1, len(p.sigmas_mm) - 1):
             zline = dog.copy()  # a fine scale, noise-normalised: what the line rule samples
@@ -371,7 +371,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
         return result
 
     obj_mask = zmax > p.seg_threshold
-    large_mask = _large_objects(obj_mask & seed_zone, s, p)  # the skin edge's response would ring the breast
+    large_mask = _large_objects(obj_mask, s, p)
     obj_lab, _ = ndi.label(obj_mask)
     sr, sc = _merge_seeds(sr, sc, zmax, contrast, obj_lab, s, p)
     seed_obj = obj_lab[sr, sc]
@@ -395,7 +395,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     pos = np.searchsorted(objs, seed_obj)
     area_mm2 = np.maximum(area_px[pos], 1.0) * s * s / seeds_per_obj[pos]
     diameter = 2 * np.sqrt(area_mm2 / np.pi)
-    grid = pixel_noise_grid(sub, seed_zone, block)
+    grid = pixel_noise_grid(sub, inside, block)
     pix_noise = grid[np.minimum(sr // block, grid.shape[0] - 1), np.minimum(sc // block, grid.shape[1] - 1)]
     seed_contrast = contrast[sr, sc]
     local_bg = g_bg[sr, sc]
