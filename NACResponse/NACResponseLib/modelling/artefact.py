@@ -31,30 +31,46 @@ SAVABLE = ("logistic", "naive_bayes", "knn", "mlp", "random_forest", "gradient_b
 
 
 # --------------------------------------------------------------------------------------- export
+def _names(values) -> list[str]:
+    return [str(c) for c in values]
+
+
 def _export_step(i: int, name: str, step, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One fitted pipeline step as JSON + arrays, read from the estimator's fitted attributes."""
+    from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
     from .clinical import BackwardStepwiseLogit, ClinicalEncoder
-    from .selection import ColumnSelector, LassoSelector, MedianImputer, PCAProjection, ZScore
+    from .selection import ColumnSelector, LassoSelector
 
     key = f"s{i}"
     if isinstance(step, ClinicalEncoder):
-        return {"name": name, "type": "encode", "columns": step.feature_names_in_, "levels": step.levels_,
-                "columns_out": step.names_out_}
-    if isinstance(step, MedianImputer):
-        arrays[f"{key}_median"] = step.statistics_
-        return {"name": name, "type": "impute", "columns": step.feature_names_in_}
+        return {"name": name, "type": "encode", "columns": _names(step.feature_names_in_), "levels": step.levels_,
+                "columns_out": _names(step.get_feature_names_out())}
+    if isinstance(step, SimpleImputer):
+        if step.strategy != "median" or not step.keep_empty_features or step.add_indicator:
+            raise InputError("only median imputation that keeps empty features can be saved")
+        arrays[f"{key}_median"] = np.asarray(step.statistics_, dtype=float)
+        return {"name": name, "type": "impute", "columns": _names(step.feature_names_in_)}
     if isinstance(step, ColumnSelector):
-        d = {"name": name, "type": "select", "columns": list(step.feature_names_in_),
-             "columns_out": [str(c) for c in step.get_feature_names_out()]}
+        d = {"name": name, "type": "select", "columns": _names(step.feature_names_in_),
+             "columns_out": _names(step.get_feature_names_out())}
         if isinstance(step, LassoSelector):
-            d["lasso_coef"] = dict(zip(step.feature_names_in_, map(float, step.coef_)))
+            d["lasso_coef"] = dict(zip(d["columns"], map(float, step.coef_)))
             d["lambda"] = getattr(step, "lambda_", None)
         return d
-    if isinstance(step, ZScore):
-        arrays[f"{key}_mean"], arrays[f"{key}_scale"] = step.mean_, step.scale_
-        return {"name": name, "type": "zscore", "columns": step.feature_names_in_}
-    if isinstance(step, PCAProjection):
+    if isinstance(step, StandardScaler):
+        n = len(step.feature_names_in_)
+        arrays[f"{key}_mean"] = step.mean_ if step.with_mean else np.zeros(n)
+        arrays[f"{key}_scale"] = step.scale_ if step.with_std else np.ones(n)
+        return {"name": name, "type": "zscore", "columns": _names(step.feature_names_in_)}
+    if isinstance(step, PCA):
+        if step.whiten:
+            raise InputError("a whitened PCA cannot be saved")
         arrays[f"{key}_mean"], arrays[f"{key}_components"] = step.mean_, step.components_
-        return {"name": name, "type": "pca", "columns": step.feature_names_in_, "columns_out": step.names_out_}
+        return {"name": name, "type": "pca", "columns": _names(step.feature_names_in_),
+                "columns_out": _names(step.get_feature_names_out())}
     return _export_estimator(key, name, step, arrays, BackwardStepwiseLogit)
 
 
@@ -147,9 +163,12 @@ def save_model(directory: str | Path, pipe, *, target: str, kind: str, operating
 
     ``X_train`` (the training features) adds the mean of what the estimator sees, the reference
     point for per-case feature contributions."""
+    from sklearn.utils.validation import check_is_fitted
+
     directory = Path(directory)
     if (directory / "model.json").exists() and not overwrite:
         raise InputError(f"{directory}: a saved model already exists (choose another folder or pass overwrite)")
+    check_is_fitted(pipe)
     arrays: dict[str, np.ndarray] = {}
     steps = [_export_step(i, name, step, arrays) for i, (name, step) in enumerate(pipe.steps)]
     first = pipe.steps[0][1]

@@ -15,12 +15,7 @@ import numpy as np
 
 from .classifiers import PARAM_GRIDS, make_classifier
 from .clinical import BackwardStepwiseLogit, ClinicalEncoder
-from .selection import (
-    MedianImputer,
-    NearConstantFilter,
-    SelectionConfig,
-    selection_steps,
-)
+from .selection import NearConstantFilter, SelectionConfig, median_imputer, selection_steps
 
 
 @dataclass
@@ -47,20 +42,20 @@ class ModelSpec:
 
 
 def build_pipeline(spec: ModelSpec):
-    """An unfitted Pipeline for ``spec``."""
+    """An unfitted Pipeline for ``spec``; every step returns a DataFrame (feature names kept)."""
     from sklearn.pipeline import Pipeline
 
     if spec.kind == "clinical" and spec.classifier == "logistic" and spec.stepwise_clinical \
             and spec.task == "classification":
-        steps = [("encode", ClinicalEncoder()), ("impute", MedianImputer()),
+        steps = [("encode", ClinicalEncoder()), ("impute", median_imputer()),
                  ("near_constant", NearConstantFilter(spec.selection.min_variance, spec.selection.max_mode_fraction)),
                  ("model", BackwardStepwiseLogit())]
-        return Pipeline(steps)
-    steps = [("encode", ClinicalEncoder()),
-             *selection_steps(spec.selection, whitelist=spec.whitelist, task=spec.task,
-                              random_state=spec.random_state),
-             ("model", make_classifier(spec.classifier, spec.random_state, task=spec.task))]
-    return Pipeline(steps)
+    else:
+        steps = [("encode", ClinicalEncoder()),
+                 *selection_steps(spec.selection, whitelist=spec.whitelist, task=spec.task,
+                                  random_state=spec.random_state),
+                 ("model", make_classifier(spec.classifier, spec.random_state, task=spec.task))]
+    return Pipeline(steps).set_output(transform="pandas")
 
 
 def _splitter(y, n_splits: int, seed: int, task: str):
@@ -120,6 +115,9 @@ def cross_validated_predictions(spec: ModelSpec, X, y, *, n_splits: int = 5, n_r
 
 def selected_features(pipe) -> list[str]:
     """Names of the features that reach the final estimator."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(pipe)
     model = pipe.named_steps["model"]
     if isinstance(model, BackwardStepwiseLogit):
         return list(model.selected_)
