@@ -175,7 +175,7 @@ def train_study_model(store, out_dir: str | Path, *, target: str = "pcr", kind: 
 def predict_study(store, model_dir: str | Path, patients: list[str] | None = None, *, reader: str | None = None,
                   deep_table: str = "deep_bottleneck", top_n: int = 5) -> list[dict[str, Any]]:
     """predict_case for study patients (all by default); a patient lacking features is reported."""
-    from .artefact import load_model
+    from .artefact import ModelFileError, load_model
     from .predict import predict_case
 
     model = load_model(model_dir)
@@ -188,6 +188,8 @@ def predict_study(store, model_dir: str | Path, patients: list[str] | None = Non
             continue
         try:
             out.append({"patient_id": pid, **predict_case(model, X.loc[[pid]], top_n=top_n)})
+        except ModelFileError:
+            raise  # the model is unusable for every patient: a bad input, not a failed case
         except InputError as exc:
             out.append({"patient_id": pid, "error": str(exc)})
     return out
