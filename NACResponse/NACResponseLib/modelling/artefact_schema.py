@@ -75,7 +75,9 @@ def check_model(meta: Any, arrays: dict[str, np.ndarray], meta_path: Path, arr_p
             c.fail(f"{key!r} must be a string, found {meta.get(key)!r}")
     columns = c.names(meta.get("feature_columns"), "'feature_columns'")
     for name, op in c.obj(meta.get("operating_points", {}), "'operating_points'").items():
-        c.number(c.obj(op, f"operating point {name!r}").get("threshold"), f"operating point {name!r} threshold")
+        thr = c.obj(op, f"operating point {name!r}").get("threshold")
+        if thr != float("inf"):  # +inf: the operating point "call nobody positive"
+            c.number(thr, f"operating point {name!r} threshold")
     steps = meta.get("steps")
     if not isinstance(steps, list) or not steps:
         c.fail("'steps' must be a non-empty list")
