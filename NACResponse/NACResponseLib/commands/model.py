@@ -144,7 +144,7 @@ def _evaluate(args) -> int:
         checked = "" if not v else (f", .632+ AUC {v['auc_632plus']:.3f}" + (
             f", Harrell-corrected AUC {v['harrell_auc']:.3f}" if v["harrell_valid"]
             else " (Harrell's withheld: too few events per candidate variable)"))
-        print(f"{name}: CV AUC {a['estimate']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}]{checked}, "
+        print(f"{name}: AUC {a['estimate']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}] out-of-fold{checked}, "
               f"calibration slope {m['calibration']['slope']:.2f}, Hosmer-Lemeshow p {m['calibration']['hl_p']:.2g}")
     for name in res["skipped_models"]:
         print(f"skipped {name}: its feature table is missing")

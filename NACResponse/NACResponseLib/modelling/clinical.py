@@ -22,6 +22,12 @@ def _as_table(X):
     return pd.DataFrame(a.reshape(len(a), -1)).rename(columns=lambda i: f"x{i}")
 
 
+def _numeric(dtype) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
+
+
 class ClinicalEncoder(TransformerMixin, BaseEstimator):
     """Numeric columns pass through as float; text columns become 0/1 indicators ``<col>=<level>``
     for every level but the first (sorted) one seen in training.  Unknown levels at prediction time
@@ -35,10 +41,10 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self.levels_: dict[str, list[str]] = {}
-        for c in X.columns:
-            col = X[c]
-            if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        for c, dtype in X.dtypes.items():
+            if _numeric(dtype):
                 continue
+            col = X[c]
             num = pd.to_numeric(col, errors="coerce")
             if num.notna().sum() == col.notna().sum():
                 continue
@@ -59,17 +65,21 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         missing = [c for c in self.feature_names_in_ if c not in X.columns]
         if missing:
             raise ValueError(f"ClinicalEncoder: input lacks column(s) {missing[:5]}")
-        out = {}
+        plain = [c for c in self.feature_names_in_ if c not in self.levels_]
+        block = X[plain]
+        if not all(_numeric(d) for d in block.dtypes):
+            block = block.apply(pd.to_numeric, errors="coerce")
+        values = dict(zip(plain, block.to_numpy(dtype=float, na_value=np.nan).T))
+        out = []
         for c in self.feature_names_in_:
-            col = X[c]
             if c in self.levels_:
-                s = col.astype(object)
-                for lv in self.levels_[c][1:]:
-                    out[f"{c}={lv}"] = np.where(s.isna(), np.nan, (s.astype(str) == lv).astype(float))
+                s = X[c].astype(object)
+                out += [np.where(s.isna(), np.nan, (s.astype(str) == lv).astype(float)) for lv in self.levels_[c][1:]]
             else:
-                v = pd.to_numeric(col, errors="coerce").astype(float).to_numpy()
-                out[c] = np.where(np.isfinite(v), v, np.nan)
-        return pd.DataFrame(out, columns=self.names_out_, index=X.index)
+                out.append(values[c])
+        a = np.column_stack(out) if out else np.empty((len(X), 0))
+        a[~np.isfinite(a)] = np.nan
+        return pd.DataFrame(a, columns=self.names_out_, index=X.index)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self, "names_out_")

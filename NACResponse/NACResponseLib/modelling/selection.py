@@ -129,9 +129,11 @@ class SpearmanRedundancy(ColumnSelector):
         self.association_ = assoc
         corr = np.abs(_spearman_matrix(a))
         kept: list[int] = []
+        blocked = np.zeros(a.shape[1], bool)  # too correlated with a feature already kept
         for j in np.argsort(-assoc, kind="mergesort"):
-            if all(corr[j, k] <= self.threshold for k in kept):
+            if not blocked[j]:
                 kept.append(int(j))
+                blocked |= corr[j] > self.threshold
         self.support_ = np.zeros(a.shape[1], bool)
         self.support_[kept] = True
         return self
