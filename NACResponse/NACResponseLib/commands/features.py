@@ -33,7 +33,8 @@ def register_radiomics(features_subparsers) -> None:
                     "only computes what is missing.")
     p.add_argument("study", help="study folder")
     p.add_argument("--params", default=None,
-                   help="pyradiomics parameter file (YAML/JSON) or a shipped set: breast (default), fast, ibsi")
+                   help="pyradiomics parameter file (YAML/JSON) or a shipped set: breast (default), fast, ibsi; "
+                        "a file with an 'ibsi' section gets IBSI image processing (README: IBSI mode)")
     p.add_argument("--params-2d", default=None, help="parameter file for 2D images (default: breast_2d)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--jobs", "-j", type=int, default=None, help="local worker processes (default: all cores)")

@@ -1,4 +1,5 @@
-"""``nacresponse seg``: train / predict (MONAI), FTV (I-SPY), measure (volume, diameters, RECIST)."""
+"""``nacresponse seg``: train / predict (MONAI), FTV (I-SPY), measure (volume, diameters, RECIST), export and
+import (NIfTI, DICOM SEG)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,30 @@ def register(subparsers) -> None:
     p.add_argument("--timepoints")
     p.set_defaults(func=_measure)
 
+    p = sub.add_parser("export", help="copy segmentations out (NIfTI), with --dicom-seg also as DICOM SEG",
+                       description="Writes <out>/<patient>/<timepoint>/<reader>__<method>.nii.gz and, with "
+                       "--dicom-seg, a DICOM SEG beside each that references the source series (studies "
+                       "imported from DICOM). Exit 1 when some masks could not be written.")
+    p.add_argument("study")
+    p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--dicom-seg", action="store_true", help="also write DICOM SEG files (needs highdicom)")
+    p.add_argument("--readers")
+    p.add_argument("--methods")
+    p.add_argument("--patients")
+    p.add_argument("--timepoints")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("import", help="add the segments of a DICOM SEG to the study (on the referenced series)",
+                       description="Each segment becomes a segmentation on the grid of the series the SEG "
+                       "references. Its reader and method come from --segment, else from a NACResponse segment "
+                       "description, else (manual segments) the segment label is the reader.")
+    p.add_argument("study")
+    p.add_argument("--dicom-seg", required=True, help="the DICOM SEG file")
+    p.add_argument("--segment", action="append", default=[], metavar="NUMBER_OR_LABEL=READER[:METHOD]",
+                   help="who made a segment (repeatable), e.g. --segment 1=R1 --segment Tumour=monai:monai")
+    p.set_defaults(func=_import)
+
 
 def _train(args) -> int:
     from ..cli import CANCEL
@@ -185,3 +210,34 @@ def _measure(args) -> int:
     cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm", "recist"]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 1 if (frame["status"] == "failed").any() else 0
+
+
+def _export(args) -> int:
+    from ..segmentation.export import export_segmentations
+    from ..study.store import StudyStore
+
+    result = export_segmentations(StudyStore(args.study), args.out, dicom_seg=args.dicom_seg,
+                                  readers=_csv(args.readers), methods=_csv(args.methods),
+                                  patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+                                  overwrite=args.overwrite)
+    print(f"seg export: {len(result['written'])} file(s) written to {args.out}; {len(result['failed'])} failed")
+    for name, err in result["failed"].items():
+        print(f"  FAILED {name}: {err}", file=sys.stderr)
+    return 1 if result["failed"] else 0
+
+
+def _import(args) -> int:
+    from ..errors import InputError
+    from ..study.dicom_seg import import_dicom_seg
+    from ..study.store import StudyStore
+
+    owners = {}
+    for item in args.segment:
+        key, sep, who = item.partition("=")
+        if not sep or not key.strip() or not who.strip():
+            raise InputError(f"--segment {item!r}: expected NUMBER_OR_LABEL=READER[:METHOD]")
+        reader, _, method = who.partition(":")
+        owners[key.strip()] = (reader.strip(), method.strip() or "manual")
+    for row in import_dicom_seg(StudyStore(args.study), args.dicom_seg, owners=owners):
+        print(f"{row['patient_id']}/{row['timepoint']} {row['reader']}/{row['method']}: {row['path']}")
+    return 0

@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     q.add_argument("--resample", action="store_true", help="resample (nearest) masks on another grid")
     q = add("export", "copy every reader's latest masks, versions and audit trail to a folder", _export)
     q.add_argument("--out", required=True, type=Path)
+    q.add_argument("--dicom-seg", action="store_true",
+                   help="also write each mask as a DICOM SEG referencing its source series (studies imported "
+                   "from DICOM; needs highdicom)")
     q.add_argument("--allow-incomplete", action="store_true", help="export before every reader has finished")
     q = add("consensus", "build a consensus reader (majority vote or STAPLE) from the session's results",
             _consensus)
@@ -134,7 +137,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..readers.sessions import import_folder, import_segmentation
+    from ..readers.mask_import import import_folder, import_segmentation
 
     s = _session(args)
     options = {"label": args.label, "label_name": args.label_name, "label_file": args.label_file,
@@ -152,9 +155,24 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..readers.sessions import export_session
+    import sys
 
-    print(export_session(_session(args), args.out, allow_incomplete=args.allow_incomplete))
+    from ..readers.sessions import export_session, session_segmentation_sets
+
+    session = _session(args)
+    if args.dicom_seg:  # a study without DICOM series is refused before anything is copied
+        from ..study.dicom_seg import export_dicom_segs
+
+        sets = session_segmentation_sets(session, allow_incomplete=args.allow_incomplete)
+        items = [(pid, tp, seg, f"{reader}/{pid}__{tp}.dcm") for (pid, tp), by_reader in sets.items()
+                 for reader, seg in by_reader.items()]
+        result = export_dicom_segs(session.store, items, args.out)
+    print(export_session(session, args.out, allow_incomplete=args.allow_incomplete))
+    if args.dicom_seg:
+        print(f"DICOM SEG: {len(result['written'])} written, {len(result['failed'])} failed")
+        for name, err in result["failed"].items():
+            print(f"  FAILED {name}: {err}", file=sys.stderr)
+        return 1 if result["failed"] else 0
     return 0
 
 

@@ -20,20 +20,18 @@ Catalogue tables ``session_cases`` (status, timing per reader and case) and ``se
 events go to the audit log with durations.  A version file is written before its catalogue row,
 so a crash leaves at worst an orphan file that the next save skips over.
 
-Existing delineations can be imported per reader from NIfTI/NRRD/MHA (optionally choosing the
-label by name from an ITK-SNAP label description file) and from DICOM SEG (pydicom; binary and
-fractional segmentations whose frames lie on the reference image's slices).
+Existing delineations made elsewhere (NIfTI/NRRD/MHA, ITK-SNAP labels, DICOM SEG) are imported
+through ``mask_import.py``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -512,199 +510,3 @@ def export_session(session: ReaderSession, out_dir: str | Path, *, allow_incompl
                                   params=(f"session:{session.name}%",))
     atomic_write_text(out / "audit.csv", audit.to_csv(index=False))
     return out
-
-
-# ---- importing delineations made elsewhere ---------------------------------------------------
-
-def read_itksnap_labels(path: str | Path) -> dict[int, str]:
-    """ITK-SNAP label description file -> {label value: name}."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: label description file not found")
-    labels: dict[int, str] = {}
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            parts = shlex.split(text)
-            labels[int(parts[0])] = parts[7] if len(parts) >= 8 else parts[-1]
-        except (ValueError, IndexError):
-            raise InputError(f"{path}:{lineno}: not an ITK-SNAP label line (IDX R G B A VIS MSH \"LABEL\")") from None
-    if not labels:
-        raise InputError(f"{path}: no labels found (is this an ITK-SNAP label description file?)")
-    return labels
-
-
-def label_by_name(labels: dict[int, str], name: str, where: str) -> int:
-    matches = [v for v, n in labels.items() if n.strip().lower() == name.strip().lower()]
-    if not matches:
-        raise InputError(f"{where}: no label named {name!r} (labels: {labels})")
-    return matches[0]
-
-
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-
-
-def read_dicom_seg(path: str | Path, reference, *, segment: int | str | None = None):
-    """DICOM SEG -> binary SimpleITK mask on the reference image's grid.
-
-    Each frame's pixels are placed by their patient coordinates (ImagePositionPatient,
-    ImageOrientationPatient, PixelSpacing) into the reference grid; frames must lie on the
-    reference's voxel centres (the usual case: the SEG was drawn on that series).  ``segment`` is a
-    segment number or a SegmentLabel; default: the only segment, or segment 1.
-    """
-    import pydicom
-    import SimpleITK as sitk
-
-    path = Path(path)
-    try:
-        ds = pydicom.dcmread(str(path))
-    except Exception as exc:  # pydicom raises several types for corrupt files
-        raise InputError(f"{path}: cannot read DICOM ({exc})") from None
-    if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
-        raise InputError(f"{path}: not a DICOM Segmentation object (SOP class {ds.get('SOPClassUID')})")
-    segments = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])}
-    if segment is None:
-        number = 1 if 1 in segments or not segments else min(segments)
-    elif isinstance(segment, str) and not segment.isdigit():
-        number = label_by_name(segments, segment, str(path))
-    else:
-        number = int(segment)
-    if segments and number not in segments:
-        raise InputError(f"{path}: segment {number} not present (segments: {segments})")
-    frames = np.asarray(ds.pixel_array)
-    if frames.ndim == 2:
-        frames = frames[None]
-    if str(ds.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL":
-        frames = frames.astype(float) / float(ds.get("MaximumFractionalValue", 255)) >= 0.5
-    frames = frames != 0
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
-    out = np.zeros(tuple(reversed(reference.GetSize())), dtype=np.uint8)
-    direction = np.asarray(reference.GetDirection(), float).reshape(3, 3)
-    inv = np.linalg.inv(direction * np.asarray(reference.GetSpacing(), float)[None, :])
-    origin = np.asarray(reference.GetOrigin(), float)
-    off_grid = 0
-    placed = 0
-    for i, per_frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        def group(name, per_frame=per_frame, i=i):
-            if name in per_frame:
-                return per_frame[name][0]
-            if shared is not None and name in shared:
-                return shared[name][0]
-            raise InputError(f"{path}: frame {i + 1} lacks {name}")
-
-        seg_no = int(group("SegmentIdentificationSequence").ReferencedSegmentNumber)
-        if seg_no != number or not frames[i].any():
-            continue
-        position = np.asarray(group("PlanePositionSequence").ImagePositionPatient, float)
-        iop = np.asarray(group("PlaneOrientationSequence").ImageOrientationPatient, float)
-        row_spacing, col_spacing = (float(v) for v in group("PixelMeasuresSequence").PixelSpacing)
-        rr, cc = np.nonzero(frames[i])
-        points = position[None] + cc[:, None] * col_spacing * iop[None, :3] + rr[:, None] * row_spacing * iop[None, 3:]
-        index = (points - origin) @ inv.T  # continuous (x, y, z) index
-        rounded = np.rint(index).astype(int)
-        off_grid += int(np.sum(np.abs(index - rounded).max(axis=1) > 0.25))
-        inside = np.all((rounded >= 0) & (rounded < np.asarray(reference.GetSize())[None]), axis=1)
-        r = rounded[inside]
-        out[r[:, 2], r[:, 1], r[:, 0]] = 1
-        placed += int(inside.sum())
-    if off_grid:
-        raise GeometryMismatchError(f"{path}: {off_grid} segment pixels do not lie on the reference image's voxel "
-                                    "grid (the SEG was drawn on another series or resolution)")
-    if not placed:
-        raise InputError(f"{path}: segment {number} has no pixel inside the reference image")
-    image = sitk.GetImageFromArray(out)
-    image.CopyInformation(reference)
-    return image
-
-
-def load_segmentation_file(path: str | Path, reference, *, label: int | None = None, label_name: str | None = None,
-                           label_file: str | Path | None = None, resample: bool = False):
-    """Read a mask made elsewhere (NIfTI/NRRD/MHA or DICOM SEG) as a binary mask on the reference grid."""
-    import SimpleITK as sitk
-
-    from ..geometry import Geometry, geometry_differences
-    from ..imageio import read_image
-
-    path = Path(path)
-    if path.suffix.lower() == ".dcm" or (path.is_file() and _is_dicom(path)):
-        return read_dicom_seg(path, reference, segment=label_name or label)
-    image = read_image(path)
-    if label_name is not None:
-        if label_file is None:
-            raise InputError(f"{path}: --label-name needs an ITK-SNAP label description file (--label-file)")
-        label = label_by_name(read_itksnap_labels(label_file), label_name, str(label_file))
-    array = sitk.GetArrayViewFromImage(image)
-    present = np.unique(array[array != 0])
-    if present.size == 0:
-        raise InputError(f"{path}: mask is empty (no non-zero voxel)")
-    if label is None:
-        if present.size > 1:
-            raise InputError(f"{path}: several labels {present[:10].tolist()}; choose one (label / label name)")
-        label = int(present[0])
-    if label not in present:
-        raise InputError(f"{path}: label {label} absent (labels present: {present[:10].tolist()})")
-    binary = sitk.Cast(image == int(label), sitk.sitkUInt8)
-    diffs = geometry_differences(Geometry.of(reference), Geometry.of(binary))
-    if diffs:
-        if not resample:
-            raise GeometryMismatchError(f"{path}: grid differs from the reference image ({'; '.join(diffs)}); "
-                                        "resample (nearest neighbour) with --resample if it covers the same anatomy")
-        binary = sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        if not np.any(sitk.GetArrayViewFromImage(binary)):
-            raise InputError(f"{path}: the mask lies outside the reference image after resampling")
-    return binary
-
-
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def import_segmentation(session: ReaderSession, reader: str, cid: str, path: str | Path, **options) -> Path:
-    """Import one file as ``reader``'s segmentation of a case (a new version; audit source 'import')."""
-    from ..imageio import read_image
-
-    session._check_reader(reader)
-    session._check_case(cid)
-    pid, tp = split_case(cid)
-    ref = session.store.path(session.store.cohort[pid].timepoint(tp).image(session.spec.reference).path)
-    mask = load_segmentation_file(path, read_image(ref), **options)
-    return session.save(reader, cid, mask, source=f"import:{Path(path).name}")
-
-
-def find_case_files(folder: str | Path, cases: Iterable[str]) -> dict[str, Path]:
-    """Match files to cases: ``<patient>/<tp>/*`` folders or names starting ``<patient>_<tp>``/``<patient>__<tp>``."""
-    from ..imageio import has_image_suffix
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found")
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and (has_image_suffix(p) or _is_dicom(p))]
-    found: dict[str, Path] = {}
-    for cid in cases:
-        pid, tp = split_case(cid)
-        hits = [p for p in files
-                if p.relative_to(folder).parts[:2] == (pid, tp)
-                or re.match(rf"^{re.escape(pid)}_{{1,2}}{re.escape(tp)}(?![A-Za-z0-9])", p.name)]
-        if len(hits) > 1:
-            raise InputError(f"{folder}: several files for {cid}: {[str(h) for h in hits[:4]]}")
-        if hits:
-            found[cid] = hits[0]
-    return found
-
-
-def import_folder(session: ReaderSession, reader: str, folder: str | Path, **options) -> dict[str, Any]:
-    """Import every file of ``folder`` that matches a session case; per-file failures are recorded."""
-    from ..errors import NACError
-
-    done, failed = [], {}
-    for cid, path in find_case_files(folder, session.spec.cases).items():
-        try:
-            import_segmentation(session, reader, cid, path, **options)
-            done.append(cid)
-        except NACError as exc:
-            failed[cid] = str(exc)
-    return {"imported": done, "failed": failed}

@@ -15,7 +15,8 @@ Timepoints: the distinct StudyDates of a patient in order map to pre / post (2 d
 pre / c2 / post (3) or pre / c2 / c4 / post (4).  Anything can be overridden per series in a
 CSV (columns ``series_uid`` and any of patient_id, timepoint, role, b_value, laterality,
 pixel_spacing_mm, skip).  A series that cannot be read or classified is reported with its files
-and the import goes on.
+and the import goes on.  Each cross-sectional series' header attributes are kept in
+``dicom/<SeriesInstanceUID>.json`` so DICOM SEG exports can reference it (dicom_seg.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..imageio import write_image
+from .dicom_seg import write_series_record
 from .model import ROLES, image_key
 from .store import StudyStore
 
@@ -266,6 +268,8 @@ def import_dicom(folder: str | Path, dest: str | Path, overrides: str | Path | N
             problems.append(f"{where}: a second series for {pid}/{timepoint}/{key}; skipped (choose one with 'skip')")
             continue
         write_image(image, dest / rel)
+        if s.b_value is None and len(s.files) > 1:  # what a DICOM SEG of this series must reference
+            write_series_record(dest, s.uid, s.files)
         rows.append({"patient_id": pid, "timepoint": timepoint, "kind": "image", "path": rel.as_posix(),
                      "modality": ROLES[info["role"]][0], "role": info["role"], "b_value": info.get("b_value"),
                      "laterality": info.get("laterality"), "series_uid": s.uid,
