@@ -93,19 +93,18 @@ def fold_threshold(spec: ModelSpec, X, y, weights: dict[str, float], *, inner_sp
                    seed: int = 0, tune: bool = False) -> dict[str, Any]:
     """Weighted-Youden thresholds chosen from one training fold alone, the way ``model train``
     chooses a saved model's: on out-of-fold predictions of an inner cross-validation.  A fold too
-    small for that (fewer than 2 cases of a class) uses its in-sample predictions (``source``)."""
+    small for that (an inner fold with too few cases of a class to fit) uses its in-sample
+    predictions instead; ``source`` says which."""
     from .evaluation import weighted_youden
 
     y = np.asarray(y).astype(int)
     try:
-        inner = _splitter(y, inner_splits, seed + 1, spec.task)
-    except ValueError:
-        p, source = _predict(fit_model(spec, X, y, tune=tune, seed=seed), X, spec.task), "in-sample"
-    else:
         p, source = np.zeros(len(y)), "inner CV"
-        for train, test in inner.split(np.zeros(len(y)), y):
+        for train, test in _splitter(y, inner_splits, seed + 1, spec.task).split(np.zeros(len(y)), y):
             p[test] = _predict(fit_model(spec, X.iloc[train], y[train], tune=tune, seed=seed),
                                X.iloc[test], spec.task)
+    except ValueError:
+        p, source = _predict(fit_model(spec, X, y, tune=tune, seed=seed), X, spec.task), "in-sample"
     return {"thresholds": {k: weighted_youden(y, p, w)["threshold"] for k, w in weights.items()},
             "source": source}
 

@@ -70,7 +70,7 @@ def evaluate_model(spec: ModelSpec, X, y, settings: EvaluationSettings, cancel=N
         "auc_delong": auc_ci(y, p), "operating_point": op,
         "metrics": bootstrap_metrics(y, p, called=cv["called"]["youden"], n_boot=settings.n_boot,
                                      seed=settings.seed),
-        "threshold_rule": THRESHOLD_RULE,
+        "threshold_rule": _threshold_rule(cv["fold_thresholds"]),
         "fold_thresholds": [f["thresholds"]["youden"] for f in cv["fold_thresholds"]],
         "oof_called": cv["called"]["youden"].tolist(),
         "calibration": {**calibration_slope_intercept(y, p), **hosmer_lemeshow(y, p)},
@@ -84,6 +84,12 @@ def evaluate_model(spec: ModelSpec, X, y, settings: EvaluationSettings, cancel=N
     if settings.optimism_boot:
         result["validation"] = validate_by_bootstrap(spec, X, y, settings)
     return result
+
+
+def _threshold_rule(folds: list[dict[str, Any]]) -> str:
+    small = sum(f["source"] != "inner CV" for f in folds)
+    return THRESHOLD_RULE + (f"; {small} of {len(folds)} training folds were too small for an inner CV and "
+                             "chose theirs on their in-sample predictions" if small else "")
 
 
 def validate_by_bootstrap(spec: ModelSpec, X, y, settings: EvaluationSettings) -> dict[str, Any]:
