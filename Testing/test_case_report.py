@@ -200,3 +200,26 @@ def test_missing_parts_are_stated_and_unknown_patient_is_exit_2(study, tmp_path,
     assert main(["report", "case", str(bare), "--patient", "NOPE"]) == 2
     err = capsys.readouterr().err
     assert "no patient 'NOPE'" in err and pid in err and "manifest.csv" in err
+
+
+@pytest.mark.slow
+def test_prediction_panel_job_runs_in_the_background_runner(study):
+    """The panel's Qt-free logic: its arguments run as a background ``nacresponse`` process and write
+    the page it will open."""
+    from pathlib import Path
+
+    from NACResponseSlicerLib import cli_runner
+    from NACResponseSlicerLib.case_report import CaseReportLogic
+
+    class Logic(CaseReportLogic):
+        def _requireStore(self):
+            return study
+
+    pid = sorted(study.cohort.patients)[0]
+    arguments, page = Logic().caseReportJob(pid)
+    assert page == study.root / "reports" / "cases" / f"{pid}.html"
+    lib = Path(__file__).resolve().parents[1] / "NACResponse"
+    job = cli_runner.CliJob(arguments, title="case report", env=cli_runner.child_environment(None, str(lib)))
+    result = job.start().wait(timeout=600)
+    assert result.returncode in (0, 1), result.message  # 1: a part could not be made, the page is kept
+    assert page.is_file() and f"Case report: patient {pid}" in page.read_text()

@@ -24,7 +24,7 @@ CHECKER = ROOT.parent / "shared" / "slicer-api" / "check.py"
 SLICER_MODULES = {"slicer", "vtk", "qt", "ctk", "vtkITK", "vtkTeem", "sitkUtils", "slicerqt", "PythonQt", "mrml"}
 #: NACResponseSlicerLib files that must import (and be unit-tested) without Slicer.
 SLICER_FREE = ["cli_runner", "cli_calls", "dependencies", "evaluation_curves", "ijk_ras", "mc_points",
-               "mc_results", "naming", "prediction_text", "recist_lines", "staging", "table_data"]
+               "mc_results", "naming", "prediction_text", "recist_lines", "staging", "table_data", "case_report"]
 
 
 def _tree(path: Path) -> ast.Module:

@@ -10,6 +10,7 @@ import pathlib
 import slicer
 from slicer.i18n import tr as _
 
+from .case_report import CaseReportLogic
 from .naming import volume_name
 
 GRADCAM_OPACITY = 0.4
@@ -23,7 +24,7 @@ def _modelFolder(modelFile) -> pathlib.Path:
     return folder
 
 
-class PredictionLogic:
+class PredictionLogic(CaseReportLogic):
     def predictCase(self, modelFile, patientId: str, reader: str | None = None) -> dict:
         """The core's prediction of one patient from the study's feature tables (or its error)."""
         from NACResponseLib.modelling.cohort import predict_study
@@ -132,7 +133,8 @@ class PredictionLogic:
 class PredictionHandlers:
     def connectPredictionPanel(self) -> None:
         self._connectButtons([(self.ui.predictButton, self.onPredict),
-                              (self.ui.showEvaluationButton, self.onShowEvaluation)])
+                              (self.ui.showEvaluationButton, self.onShowEvaluation),
+                              (self.ui.caseReportButton, self.onCaseReport)])
 
     def onPredict(self) -> None:
         p = self._parameterNode
@@ -145,3 +147,10 @@ class PredictionHandlers:
 
     def onShowEvaluation(self) -> None:
         self.ui.predictionResultLabel.text = self.logic.showEvaluationPlots(self._parameterNode.modelFile)["text"]
+
+    def onCaseReport(self) -> None:
+        import qt
+
+        arguments, page = self.logic.caseReportJob(self._patient())
+        self._runTask(arguments, _("Case report"),
+                      onSuccess=lambda: qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(page))))
