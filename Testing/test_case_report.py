@@ -196,6 +196,14 @@ def test_missing_parts_are_stated_and_unknown_patient_is_exit_2(study, tmp_path,
         assert statement in text
     assert _parse(bare / "reports" / "cases" / f"{pid}.html").images == 1  # the delineations still drawn
 
+    # a model outside the study is included on request; a folder that is not a model is stated, exit 1
+    model = study.root / "models" / "pcr_clinical_logistic"
+    out = tmp_path / "with_model.html"
+    assert main(["--progress", "none", "report", "case", str(bare), "--patient", pid, "--model", str(model),
+                 "--model", str(tmp_path), "--out", str(out)]) == 1
+    rows = {r[0]: r for r in _parse(out).tables["models"][1:]}
+    assert rows["pcr_clinical_logistic"][4] and "not a saved model folder" in rows[tmp_path.name][5]
+
     capsys.readouterr()
     assert main(["report", "case", str(bare), "--patient", "NOPE"]) == 2
     err = capsys.readouterr().err
@@ -209,14 +217,10 @@ def test_prediction_panel_job_runs_in_the_background_runner(study):
     from pathlib import Path
 
     from NACResponseSlicerLib import cli_runner
-    from NACResponseSlicerLib.case_report import CaseReportLogic
-
-    class Logic(CaseReportLogic):
-        def _requireStore(self):
-            return study
+    from NACResponseSlicerLib.case_report import case_report_job
 
     pid = sorted(study.cohort.patients)[0]
-    arguments, page = Logic().caseReportJob(pid)
+    arguments, page = case_report_job(study, pid)
     assert page == study.root / "reports" / "cases" / f"{pid}.html"
     lib = Path(__file__).resolve().parents[1] / "NACResponse"
     job = cli_runner.CliJob(arguments, title="case report", env=cli_runner.child_environment(None, str(lib)))

@@ -8,11 +8,10 @@ from pathlib import Path
 from . import cli_calls
 
 
-class CaseReportLogic:
-    def caseReportJob(self, patientId: str, pdf: bool = False) -> tuple[list[str], Path]:
-        """(CLI arguments, the HTML page they write: ``<study>/reports/cases/<patient>.html``)."""
-        from NACResponseLib.reporting.case import default_path
+def case_report_job(store, patient_id: str, models=(), pdf: bool = False) -> tuple[list[str], Path]:
+    """(CLI arguments, the HTML page they write: ``<study>/reports/cases/<patient>.html``); ``models``:
+    model folders outside the study to include (the panel's chosen one)."""
+    from NACResponseLib.reporting.case import default_path
 
-        store = self._requireStore()
-        page = default_path(store, patientId)
-        return cli_calls.case_report(store.root, patientId, page, pdf=pdf), page
+    page = default_path(store, patient_id)
+    return cli_calls.case_report(store.root, patient_id, page, pdf=pdf, models=models), page

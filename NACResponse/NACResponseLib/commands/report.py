@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     c.add_argument("study", type=Path)
     c.add_argument("--patient", required=True, help="patient id (column patient_id of manifest.csv)")
     c.add_argument("--out", type=Path, help="HTML file (default <study>/reports/cases/<patient>.html)")
+    c.add_argument("--model", action="append", type=Path, default=[], metavar="DIR",
+                   help="a saved model or DLR bundle outside <study>/models to include (repeatable)")
     c.add_argument("--pdf", action="store_true", help="also write a PDF beside the HTML page (matplotlib)")
     c.set_defaults(func=_case)
 
@@ -24,7 +26,7 @@ def _case(args) -> int:
     from ..reporting.case import write_case_report
     from ..study.store import StudyStore
 
-    res = write_case_report(StudyStore(args.study), args.patient, args.out, pdf=args.pdf)
+    res = write_case_report(StudyStore(args.study), args.patient, args.out, pdf=args.pdf, models=args.model)
     print(f"case report: {res['html']}")
     if res["pdf"]:
         print(f"PDF: {res['pdf']}")

@@ -395,9 +395,12 @@ def run_agreement(store, *, session: str | None = None, readers: Sequence[str] |
     store.write_table("agreement", table, prov)
     report = agreement_report(table, store.reports_dir / "agreement")
     store.write_table("agreement_summary", report["summary"], prov)
+    from ..study.tables_export import export_beside_report
+
+    tables = export_beside_report(store, ["agreement", "agreement_summary"], store.reports_dir / "agreement")
     atomic_write_text(store.reports_dir / "agreement" / "agreement.html",
                       "<!doctype html><meta charset='utf-8'><title>Reader agreement</title>"
-                      "<h1>Reader agreement</h1>" + report["html"])
+                      "<h1>Reader agreement</h1>" + report["html"] + tables)
     failed = table.loc[table["error"] != "", ["patient_id", "timepoint", "reader_a", "reader_b", "error"]]
     return {"table": table, "summary": report["summary"], "figures": report["figures"], "html": report["html"],
             "failed": failed}

@@ -455,8 +455,11 @@ def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, thresh
     summary = write_whitelist(store, whitelist, icc_long, parameters=parameters, session=sess, inputs=inputs)
     report = icc_report(icc_long, whitelist, store.reports_dir / "icc", form=form, threshold=threshold,
                         use_ci_lower=use_ci_lower)
+    from ..study.tables_export import export_beside_report
+
+    tables = export_beside_report(store, [*inputs, "icc", "icc_whitelist"], store.reports_dir / "icc")
     atomic_write_text(store.reports_dir / "icc" / "icc.html", "<!doctype html><meta charset='utf-8'>"
                       "<title>Feature reproducibility (ICC)</title><h1>Feature reproducibility (ICC)</h1>"
-                      + report["html"])
+                      + report["html"] + tables)
     return {**summary, "html": report["html"], "figures": report["figures"], "by_group": report["by_group"],
             "failed": failed}

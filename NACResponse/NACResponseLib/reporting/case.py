@@ -190,9 +190,12 @@ def _dlr_model(src: _Sources, folder: Path, patient_id: str, predictions) -> dic
     return entry
 
 
-def _models(src: _Sources, patient_id: str) -> dict[str, Any]:
+def _models(src: _Sources, patient_id: str, extra=()) -> dict[str, Any]:
+    """Every model folder of ``<study>/models`` and the ``extra`` folders given by the user."""
     root = src.store.root / "models"
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    given = [Path(f).resolve() for f in extra]
+    folders += [f for f in given if f not in {p.resolve() for p in folders}]
     entries, predictions = [], None
     for folder in folders:
         if (folder / "model.json").is_file():
@@ -201,6 +204,9 @@ def _models(src: _Sources, patient_id: str) -> dict[str, Any]:
             if predictions is None:
                 predictions = src.table(DLR_PREDICTIONS_TABLE)
             entries.append(_dlr_model(src, folder, patient_id, predictions))
+        elif folder in given:
+            entries.append({"name": folder.name, "format": "unknown", "error": src.failed(
+                f"{folder}", InputError(f"not a saved model folder (neither model.json nor {DLR_METADATA})"))})
     if not entries:
         return {"missing": "No saved model in this study (models/ has none; 'nacresponse model train' and "
                            "'nacresponse model dlr train' make them)."}
@@ -306,13 +312,14 @@ def _patient_summary(patient) -> dict[str, Any]:
             "readers": sorted({f"{s.reader} ({s.method})" for t in patient.timepoints.values() for s in t.segmentations})}
 
 
-def gather_case(store, patient_id: str) -> dict[str, Any]:
-    """Every section of the case report for one patient (figures as PNG bytes)."""
+def gather_case(store, patient_id: str, models=()) -> dict[str, Any]:
+    """Every section of the case report for one patient (figures as PNG bytes); ``models``: model
+    folders outside ``<study>/models`` to include."""
     patient = find_patient(store, patient_id)
     src = _Sources(store)
     measurements = _measurements(src, patient_id)
     case = {"patient": _patient_summary(patient), "measurements": measurements,
-            "images": _images(src, patient, measurements), "models": _models(src, patient_id),
+            "images": _images(src, patient, measurements), "models": _models(src, patient_id, models),
             "gradcam": _gradcam(src, patient), "mammograms": _mammograms(src, patient)}
     models = case["models"].get("entries", [])
     case["provenance"] = {"created": now_iso(), "study": str(store.root), "versions": package_versions(),
@@ -329,11 +336,12 @@ def default_path(store, patient_id: str) -> Path:
     return store.reports_dir / "cases" / f"{re.sub(r'[^A-Za-z0-9._-]', '_', patient_id)}.html"
 
 
-def write_case_report(store, patient_id: str, out: str | Path | None = None, *, pdf: bool = False) -> dict[str, Any]:
+def write_case_report(store, patient_id: str, out: str | Path | None = None, *, pdf: bool = False,
+                      models=()) -> dict[str, Any]:
     """Write the HTML page (and the PDF beside it); ``{html, pdf, problems, case}``."""
     from .page import write_html, write_pdf
 
-    case = gather_case(store, patient_id)
+    case = gather_case(store, patient_id, models)
     path = Path(out) if out else default_path(store, patient_id)
     if path.suffix.lower() != ".html":
         raise InputError(f"{path}: the case report is an HTML page; give a file name ending in .html")

@@ -195,7 +195,7 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
         source_images=_source_datasets(record), pixel_array=frames, segmentation_type="BINARY",
         segment_descriptions=[description],
         series_instance_uid=generate_uid(entropy_srcs=[image.series_uid, reader, method, digest, "series"]),
-        series_number=9000 + len(reader) % 100, sop_instance_uid=generate_uid(
+        series_number=9000, sop_instance_uid=generate_uid(
             entropy_srcs=[image.series_uid, reader, method, digest, "instance"]),
         instance_number=1, manufacturer="NACResponse", manufacturer_model_name="NACResponse",
         software_versions=__version__, device_serial_number="none",
@@ -282,9 +282,13 @@ def segment_mask(seg, number: int, reference, where: str):
     if reference.GetDimension() != 3:
         raise InputError(f"{where}: DICOM SEG import handles cross-sectional (3D) images only")
     try:
-        volume = seg.get_volume(segment_numbers=[number], combine_segments=True, relabel=True, dtype=np.uint8)
+        volume = seg.get_volume(segment_numbers=[number], combine_segments=False)
     except (RuntimeError, ValueError) as exc:
         raise GeometryMismatchError(f"{where}: segment {number} is not a regular 3D volume ({exc})") from None
+    # one segment down the channel axis; FRACTIONAL values are rescaled to 0..1 and kept from 0.5 up
+    fractional = str(seg.SegmentationType).upper() == "FRACTIONAL"
+    volume = volume.with_array(np.asarray(volume.array[..., 0] >= 0.5 if fractional else volume.array[..., 0] != 0,
+                                          np.uint8), channels={})
     target = hd.Volume.from_simpleitk(_blank_like(reference))
     if not np.allclose(sorted(volume.spacing), sorted(target.spacing), rtol=1e-3) and volume.spatial_shape[0] > 1:
         raise GeometryMismatchError(f"{where}: voxel spacing {tuple(round(v, 4) for v in volume.spacing)} differs "
