@@ -430,3 +430,15 @@ def test_reload_imports_fresh_code(slicer_app):
     assert "NACResponseSlicerLib.naming" in names
     fresh = importlib.import_module("NACResponseSlicerLib.naming")
     assert fresh is not naming and fresh.TIMEPOINTS == naming.TIMEPOINTS
+
+
+def test_install_all_reports_each_group_and_goes_on(tmp_path, slicer_app, monkeypatch):
+    from NACResponseSlicerLib import installer
+    from NACResponseSlicerLib.panel_base import TaskPanel
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# [core]\nnumpy>=1\n# [deep]\ntorch>=99\n# [radiomics]\nno-such-package-nacresponse>=1\n")
+    monkeypatch.setattr(installer, "pytorchExtensionAvailable", lambda: False)
+    ui = Recorder()
+    TaskPanel(ui, str(requirements)).onInstallDependencies()
+    assert ui.calls("taskLabel.text")[-1][2] == "Python packages missing for: deep, radiomics."

@@ -396,6 +396,9 @@ def test_mc_panel(t) -> None:
     line = slicer.mrmlScene.GetFirstNodeByName(mcExtentLineName(patient, "pre", image))
     t.assertAlmostEqual(lineLengthMm(line), largest, places=3)  # scene geometry agrees with the core's mm
     t.assertIn(f"extent {largest / 10:.2f} cm", text)
+    for timepoint, view in (("pre", "Red"), ("post", "Yellow")):  # one plane: each timepoint in its own view
+        node = slicer.mrmlScene.GetFirstNodeByName(mcPointListName(patient, timepoint, image))
+        t.assertEqual(node.GetDisplayNode().GetViewNodeIDs(), (f"vtkMRMLSliceNode{view}",))
 
     # the user deletes one MC at pre; the edit is stored in the core's format and re-applied by 'mc extent'
     pointList.RemoveNthControlPoint(0)

@@ -445,7 +445,13 @@ def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, thresh
         icc_long = perturbation_icc(features)
         inputs: list[str] = []
     else:
+        from .sessions import refuse_hidden_masks
+
         frame = store.read_table(table)
+        used = set(map(tuple, frame[["patient_id", "timepoint", "reader"]].astype(str).drop_duplicates().values))
+        refuse_hidden_masks(store, [s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations
+                                    if (p.patient_id, t.name, s.reader) in used and (not readers or s.reader in readers)],
+                            "icc")
         icc_long = radiomics_icc(frame, readers=readers, timepoints=timepoints)
         inputs = [table]
     whitelist = icc_filter(icc_long, form=form, threshold=threshold, use_ci_lower=use_ci_lower)
