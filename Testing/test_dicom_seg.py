@@ -142,7 +142,7 @@ def test_round_trip_through_study_import_gives_same_voxels_and_geometry(dicom_st
     assert dicom_study.cohort["PAT1"].timepoint("pre").segmentations_by(reader="copy")[0].method == "monai"
 
 
-def _highdicom_seg(store, arrays, labels, path, *, series_uid=None, algorithm="MANUAL"):
+def _highdicom_seg(store, arrays, labels, path, *, series_uid=None, algorithm="MANUAL", fractional=None):
     """A multi-frame, multi-segment SEG written by highdicom itself from the original DICOM files."""
     import pydicom
     from pydicom.sr.codedict import codes
@@ -157,11 +157,14 @@ def _highdicom_seg(store, arrays, labels, path, *, series_uid=None, algorithm="M
             name="x", version="1", family=codes.cid7162.ArtificialIntelligence))
         for i, label in enumerate(labels)]
     stacked = np.stack([sitk.GetArrayFromImage(a) for a in arrays], axis=-1).astype(np.uint8)
+    if fractional is not None:
+        stacked = fractional.astype(np.float32)[..., None]
     # our grid is sorted along the slice normal; the pydicom files are in InstanceNumber order == slice order
     assert [int(d.InstanceNumber) for d in sources] == list(range(1, SLICES + 1))
     assert np.allclose(sources[0].ImagePositionPatient, ref.GetOrigin(), atol=1e-3)
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=stacked, segmentation_type="BINARY", segment_descriptions=descriptions,
+        source_images=sources, pixel_array=stacked, segmentation_type="BINARY" if fractional is None else "FRACTIONAL",
+        segment_descriptions=descriptions,
         series_instance_uid=hd.UID(), series_number=7, sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer="test", manufacturer_model_name="test", software_versions="1", device_serial_number="1")
     if series_uid:
@@ -200,6 +203,8 @@ def test_unknown_series_and_unowned_segments_are_refused(dicom_study, tmp_path):
                           algorithm="AUTOMATIC")
     with pytest.raises(InputError, match="--segment"):
         import_dicom_seg(dicom_study, auto)
+    with pytest.raises(InputError, match="may only contain"):
+        import_dicom_seg(dicom_study, auto, owners={"net": ("..", "monai")})
     assert import_dicom_seg(dicom_study, auto, owners={"net": ("N1", "monai")})[0]["reader"] == "N1"
     assert not dicom_study.cohort["PAT1"].timepoint("pre").segmentations_by(reader="x")
 
@@ -231,3 +236,37 @@ def test_grid_mismatch_is_refused(dicom_study, tmp_path):
     finer.SetDirection(ref.GetDirection())
     with pytest.raises(GeometryMismatchError, match="spacing"):
         segment_mask(read_seg(out), 1, finer, "test")
+
+
+def test_fractional_seg_keeps_voxels_from_one_half(dicom_study, tmp_path):
+    from NACResponseLib.study.dicom_seg import read_seg, segment_mask
+
+    ref = _reference(dicom_study)
+    rng = np.random.default_rng(1)
+    probability = rng.random(tuple(reversed(ref.GetSize())))
+    path = _highdicom_seg(dicom_study, [ref], ["p"], tmp_path / "frac.dcm", fractional=probability)
+    mask = segment_mask(read_seg(path), 1, ref, "test")
+    stored = np.round(probability * 255) / 255  # 8-bit fractional values
+    assert np.array_equal(sitk.GetArrayFromImage(mask), (stored >= 0.5).astype(np.uint8))
+
+
+def test_a_series_record_highdicom_cannot_reference_is_an_input_error(dicom_study, tmp_path):
+    import json
+
+    from NACResponseLib.study.dicom_seg import DICOM_DIR, write_dicom_seg
+
+    ref = _reference(dicom_study)
+    rel = _add_segmentation(dicom_study, _mask(ref, [(1, 3, 1, 4, 1, 4)]), "R3")
+    uid = dicom_study.cohort["PAT1"].timepoint("pre").image("dce_early").series_uid
+    record_path = dicom_study.root / DICOM_DIR / f"{uid}.json"
+    record = json.loads(record_path.read_text())
+    del record["series"]["FrameOfReferenceUID"]
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=uid):
+        write_dicom_seg(dicom_study, "PAT1", "pre", "dce_early", dicom_study.path(rel), tmp_path / "x.dcm",
+                        reader="R3", method="manual")
+    assert not (tmp_path / "x.dcm").exists()
+    record_path.unlink()
+    with pytest.raises(InputError, match="re-import"):
+        write_dicom_seg(dicom_study, "PAT1", "pre", "dce_early", dicom_study.path(rel), tmp_path / "x.dcm",
+                        reader="R3", method="manual")

@@ -135,3 +135,109 @@ def test_pyradiomics_batch_layout(copy_study, tmp_path):
         result = extractor.execute(case["Image"], case["Mask"], int(case["Label"]))
         for name in header[first_feature:]:
             assert float(case[name]) == pytest.approx(float(result[name]), rel=1e-9, abs=1e-12), name
+
+
+def _linked_csvs(html_path):
+    import re
+
+    return re.findall(r"href='([^']+\.csv)'", html_path.read_text())
+
+
+def test_agreement_and_icc_reports_link_their_tables(copy_study):
+    root = str(copy_study.root)
+    assert _run("agreement", root, "--timepoints", "pre") == 0
+    folder = copy_study.reports_dir / "agreement"
+    assert _linked_csvs(folder / "agreement.html") == ["agreement.csv", "agreement_summary.csv"]
+    back = pd.read_csv(folder / "agreement.csv", keep_default_na=False, na_values=[""])
+    table = copy_study.read_table("agreement")
+    assert back.shape == table.shape and np.allclose(back["dice"], table["dice"], equal_nan=True)
+    rows = [{"patient_id": p, "timepoint": "pre", "image": "dce_early", "reader": r, "method": "manual", "label": 1,
+             "original_firstorder_Mean": float(i + 0.1 * (r == "R2"))}
+            for i, p in enumerate(copy_study.cohort.patients) for r in ("R1", "R2")]
+    copy_study.write_table("radiomics", pd.DataFrame(rows), {"step": "test"})
+    assert _run("icc", root, "--threshold", "0.8") == 0
+    folder = copy_study.reports_dir / "icc"
+    assert _linked_csvs(folder / "icc.html") == ["radiomics.csv", "icc.csv", "icc_whitelist.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "radiomics.csv"), pd.DataFrame(rows))
+
+
+@pytest.mark.slow
+def test_model_report_links_its_tables(tmp_path):
+    from test_model_cli import _make_study
+
+    store = _make_study(tmp_path / "m", n=20)
+    assert _run("model", "evaluate", store.root, "--models", "clinical,radiomics", "--folds", "3", "--bootstrap",
+                "20", "--optimism", "0", "--permutations", "0", "--lasso-cv", "3", "--no-rcb") == 0
+    folder = store.reports_dir / "models" / "pcr"
+    linked = _linked_csvs(folder / "model_report.html")
+    assert linked == ["icc_whitelist.csv", "radiomics_wide.csv", "model_predictions_pcr.csv"]
+    preds = pd.read_csv(folder / "model_predictions_pcr.csv")
+    pd.testing.assert_frame_equal(preds, store.read_table("model_predictions_pcr"), check_dtype=False)
+    assert _run("model", "report", store.root) == 0  # regenerated from evaluation.json: links kept
+    assert _linked_csvs(folder / "model_report.html") == linked
+
+
+def test_demo_stage_exports_every_table_as_csv(study, tmp_path):
+    from NACResponseLib.demo.run import DemoContext
+    from NACResponseLib.demo.stages import s80_tables
+
+    ctx = DemoContext(out_dir=tmp_path / "demo", study=study)
+    for _ in range(2):  # a rerun refreshes the files
+        result = s80_tables.run(ctx)
+    assert sorted(result["tables"]) == ["a_rather_long_table_name_over_thirty_one", "toy"]
+    assert pd.read_csv(tmp_path / "demo" / "tables" / "toy.csv").shape == (3, 5)
+    assert "tables/toy.csv" in ctx.sections[-1][1]
+
+
+def test_slicer_export_writes_the_chosen_file(study, tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    from NACResponseSlicerLib.table_export import FILE_FILTER, export_result_table, export_target
+
+    assert export_target(str(tmp_path / "t"), FILE_FILTER.split(";;")[1]).name == "t.xlsx"
+    assert export_target(str(tmp_path / "t.CSV"), "").name == "t.CSV"
+    path = export_result_table(study, "toy", str(tmp_path / "toy"), "CSV, UTF-8 (*.csv)")
+    assert pd.read_csv(path).shape == (3, 5)
+    path = export_result_table(study, "toy", str(tmp_path / "toy.xlsx"))
+    book = openpyxl.load_workbook(path, read_only=True)
+    assert book.sheetnames == ["toy", "provenance"]
+    assert next(book["toy"].iter_rows(values_only=True)) == ("patient_id", "value", "count", "note", "flag")
+    with pytest.raises(Exception, match="no table named 'nope'"):
+        export_result_table(study, "nope", str(tmp_path / "n.csv"))
+    assert not (tmp_path / "n.csv").exists()
+
+
+def test_features_panel_export_button_writes_the_dialogs_file(study, tmp_path, monkeypatch):
+    """The Export... hook on real MRML (slicer-core): the Save dialog's file is written as XLSX."""
+    pytest.importorskip("slicer_core", reason="slicer-core (the test extra) is not installed")
+    openpyxl = pytest.importorskip("openpyxl")
+    import headless_slicer
+
+    headless_slicer.start()
+    import qt
+    import slicer
+    from test_slicer_mrml import FakeTasks, Recorder
+
+    from NACResponseSlicerLib.features_panel import FeaturesPanel
+    from NACResponseSlicerLib.panels import PanelLogic
+
+    logic = PanelLogic()
+    logic.study.openStudy(study.root)
+    target = tmp_path / "chosen.xlsx"
+    dialog = type("D", (), {"getSaveFileName": staticmethod(lambda *a: str(target))})
+    monkeypatch.setattr(qt, "QFileDialog", dialog, raising=False)
+    monkeypatch.setattr(slicer.util, "mainWindow", lambda: None)
+    messages = []
+    monkeypatch.setattr(slicer.util, "showStatusMessage", lambda text, duration=0: messages.append(text))
+    ui, tasks = Recorder(), FakeTasks()
+    object.__setattr__(ui.featureTableComboBox, "currentText", "toy")
+    FeaturesPanel(ui, logic.features, tasks, lambda: None).onExportTable()
+    assert openpyxl.load_workbook(target, read_only=True).sheetnames == ["toy", "provenance"]
+    assert tasks.ensured == [("core",), ("xlsx",)] and "chosen.xlsx" in messages[0]
+
+
+def test_demo_stage_without_tables_reports_none(copy_study, tmp_path):
+    from NACResponseLib.demo.run import DemoContext
+    from NACResponseLib.demo.stages import s80_tables
+
+    ctx = DemoContext(out_dir=tmp_path / "demo", study=copy_study)
+    assert s80_tables.run(ctx)["tables"] == [] and not (tmp_path / "demo" / "tables").exists()

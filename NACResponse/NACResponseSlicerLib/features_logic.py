@@ -1,5 +1,5 @@
 """Features panel logic: radiomics and deep features in the background, reader agreement and ICC, and any
-study table shown as a table node (wide feature tables one patient at a time)."""
+study table shown as a table node (wide feature tables one patient at a time) or exported as CSV/XLSX."""
 
 from __future__ import annotations
 
@@ -42,3 +42,9 @@ class FeaturesLogic:
         tableNode = tableNodeFromDataFrame(frame, title, namedNode("vtkMRMLTableNode", title), maxRows=5000)
         showTable(tableNode)
         return tableNode
+
+    def exportResultTable(self, name: str, path: str, selectedFilter: str = ""):
+        """Write a study table to the file a Save dialog chose (CSV or XLSX); returns the path written."""
+        from .table_export import export_result_table
+
+        return export_result_table(self.context.requireStore(), name, path, selectedFilter)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import qt
 import slicer
 from slicer.i18n import tr as _
 
@@ -14,7 +15,8 @@ class FeaturesPanel(Panel):
                              (self.ui.radiomicsStudyButton, self.onRadiomicsStudy),
                              (self.ui.deepFeaturesButton, self.onDeepFeatures),
                              (self.ui.agreementButton, self.onAgreement), (self.ui.iccButton, self.onIcc),
-                             (self.ui.showTableButton, self.onShowTable)])
+                             (self.ui.showTableButton, self.onShowTable),
+                             (self.ui.exportTableButton, self.onExportTable)])
 
     def onRadiomicsCase(self) -> None:
         arguments = self.logic.radiomicsArguments(self.params.settings.jobs, [self.patient()])
@@ -45,6 +47,21 @@ class FeaturesPanel(Panel):
     def onShowTable(self) -> None:
         self.tasks.ensure(("core",))
         self._showTable(self.ui.featureTableComboBox.currentText)
+
+    def onExportTable(self) -> None:
+        from .table_export import FILE_FILTER
+
+        self.tasks.ensure(("core",))
+        name = self.ui.featureTableComboBox.currentText
+        if not name:
+            raise ValueError(_("Choose a table."))
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Export table"), f"{name}.csv", FILE_FILTER)
+        if not path:
+            return
+        if str(path).lower().endswith(".xlsx"):
+            self.tasks.ensure(("xlsx",))
+        written = self.logic.exportResultTable(name, path)
+        slicer.util.showStatusMessage(_("Table {name} saved to {path}").format(name=name, path=written), 5000)
 
     def _showTable(self, name) -> None:
         tables = self.logic.context.resultTables()

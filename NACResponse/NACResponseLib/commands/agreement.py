@@ -20,13 +20,10 @@ def register(subparsers) -> None:
                    help="add another segmentation as a reader, e.g. GT:reference (repeatable)")
     p.add_argument("--consensus", choices=("staple", "majority"),
                    help="build this consensus of the readers and compare it too")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="with --session: compare finished cases before every reader is done")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..errors import InputError
     from ..readers.agreement import run_agreement
     from ..study.store import StudyStore
@@ -39,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         extra.append((reader, method))
     res = run_agreement(StudyStore(args.study), session=args.session, readers=_split(args.readers), extra=extra,
                         consensus=args.consensus, timepoints=_split(args.timepoints),
-                        allow_incomplete=args.allow_incomplete, cancel=CANCEL)
+                        cancel=args.cancel)
     summary = res["summary"]
     for _, row in summary.iterrows():
         print(f"{row['reader_a']} vs {row['reader_b']}: {int(row['cases'])} cases, Dice median "

@@ -52,7 +52,6 @@ def register_radiomics(features_subparsers) -> None:
 
 
 def run_radiomics(args) -> int:
-    from ..cli import CANCEL
     from ..radiomics import extract_cohort
     from ..study.store import StudyStore
 
@@ -65,7 +64,7 @@ def run_radiomics(args) -> int:
     result = extract_cohort(store, args.params, args.params_2d, jobs=args.jobs, scheduler=args.scheduler, mode=mode,
                             images=args.images, readers=args.readers, methods=args.methods,
                             timepoints=args.timepoints, patients=args.patients,
-                            resample_masks=args.resample_masks, cancel=CANCEL)
+                            resample_masks=args.resample_masks, cancel=args.cancel)
     s = result.summary
     print(f"radiomics: {s.message()}", file=sys.stderr)
     print(f"radiomics: tables radiomics ({result.long.shape[0]} rows x {result.long.shape[1]} columns), "
@@ -112,7 +111,6 @@ def register_deep_features(features_subparsers) -> argparse.ArgumentParser:
 
 
 def run_deep_features(args) -> int:
-    from ..cli import CANCEL
     from ..deep.bottleneck import extract_bottleneck
     from ..deep.cohort import ResNetSettings, extract_resnet50
     from ..errors import InputError
@@ -133,14 +131,14 @@ def run_deep_features(args) -> int:
                                random_weights=args.random_weights, settings=settings, readers=readers,
                                timepoints=timepoints, batch_size=args.batch_size, mode=args.mode,
                                precision=args.precision, threads=args.threads, gradcam=args.gradcam,
-                               overwrite=args.overwrite, cancel=CANCEL)
+                               overwrite=args.overwrite, cancel=args.cancel)
         results.append(("deep_resnet50", res))
         if args.random_weights:
             print("WARNING: random ResNet-50 weights (--random-weights): features are for testing only",
                   file=sys.stderr)
     if args.seg_model:
         res = extract_bottleneck(store, args.seg_model, readers=readers, timepoints=timepoints,
-                                 overwrite=args.overwrite, cancel=CANCEL)
+                                 overwrite=args.overwrite, cancel=args.cancel)
         results.append(("deep_bottleneck", res))
     status = 0
     for name, res in results:

@@ -33,14 +33,13 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..readers.reproducibility import run_icc
     from ..study.store import StudyStore
 
     res = run_icc(StudyStore(args.study), table=args.table, form=args.form, threshold=args.threshold,
                   use_ci_lower=args.use_ci_lower, session=args.session, readers=_split(args.readers),
                   timepoints=_split(args.timepoints), perturb=args.perturb, perturb_reader=args.reader,
-                  images=_split(args.images) or ["dce_early"], params=args.params, seed=args.seed, cancel=CANCEL)
+                  images=_split(args.images) or ["dce_early"], params=args.params, seed=args.seed, cancel=args.cancel)
     print(f"{res['kept']} of {res['features']} features kept ({res['fraction_kept']:.0%}); "
           f"table icc_whitelist written; report {Path(args.study) / 'reports' / 'icc' / 'icc.html'}")
     for case, err in res["failed"].items():

@@ -53,14 +53,13 @@ def register(subparsers) -> None:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..mc.cohort import detect_study
     from ..mc.detect import DetectorParams
     from ..study.store import StudyStore
 
     tps = [t.strip() for t in args.timepoints.split(",")] if args.timepoints else None
     res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold),
-                       spacing_mm=args.spacing_mm, timepoints=tps, force=args.force, cancel=CANCEL)
+                       spacing_mm=args.spacing_mm, timepoints=tps, force=args.force, cancel=args.cancel)
     print(f"{res['done']} mammograms processed, {res['skipped']} already done; tables mc_images, mc_detections")
     for case, err in res["failed"].items():
         print(f"FAILED {case}: {err}")

@@ -122,7 +122,6 @@ def register(subparsers) -> None:
 
 
 def _train(args) -> int:
-    from ..cli import CANCEL
     from ..progress import Progress
     from ..segmentation.cohort import train_from_study
     from ..segmentation.network import NetworkConfig
@@ -140,14 +139,13 @@ def _train(args) -> int:
     with Progress(args.epochs, "seg train") as bar:
         metrics = train_from_study(store, args.out, reader=args.reader, method=args.method, config=config,
                                    patients=_csv(args.patients), timepoints=_csv(args.timepoints),
-                                   threads=args.threads, cancel=CANCEL,
+                                   threads=args.threads, cancel=args.cancel,
                                    progress=lambda done, total, msg: bar.update(done - bar.done, msg))
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "train_cases")}, indent=1))
     return 0
 
 
 def _predict(args) -> int:
-    from ..cli import CANCEL
     from ..segmentation.cohort import predict_study
     from ..segmentation.inference import InferenceConfig
     from ..study.store import StudyStore
@@ -157,7 +155,7 @@ def _predict(args) -> int:
     frame = predict_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
                           patients=_csv(args.patients), timepoints=_csv(args.timepoints),
                           save_probability=args.probability, device=args.device, threads=args.threads,
-                          mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=CANCEL)
+                          mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=args.cancel)
     counts = frame["status"].value_counts().to_dict()
     print(f"seg predict: {counts}")
     for _, row in frame[frame["status"].isin(["failed", "empty"])].iterrows():
@@ -176,13 +174,12 @@ def _ftv(args) -> int:
     from ..errors import InputError
 
     if args.study:
-        from ..cli import CANCEL
         from ..segmentation.cohort import ftv_study
         from ..study.store import StudyStore
 
         frame = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
                           roi_method=args.roi_method, margin_mm=args.margin, patients=_csv(args.patients),
-                          timepoints=_csv(args.timepoints), cancel=CANCEL)
+                          timepoints=_csv(args.timepoints), cancel=args.cancel)
         cols = [c for c in ("patient_id", "timepoint", "ftv_cm3", "status") if c in frame]
         print(frame[cols].to_string(index=False))
         return 1 if (frame["status"] == "failed").any() else 0

@@ -344,3 +344,23 @@ def compare_study(store, *, pre: str = "pre", post: str = "post", recist: dict[s
     store.write_table("mc_resmin", resmin, prov)
     return {"patients": len(resmin), "flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0,
             "resmin": resmin}
+
+
+def resmin_panels(store, row, mcs: pd.DataFrame, clusters: pd.DataFrame, *, pre: str = "pre",
+                  post: str = "post") -> list[dict]:
+    """The pre and post panels of ``overlays.render_overlay`` for one ``mc_resmin`` row, on the view
+    holding its largest residual cluster; [] when either mammogram is missing."""
+    view = getattr(row, "residual_view", None) or "CC"
+    key = f"mg_{str(view).lower()}_{row.laterality}"
+    patient = store.cohort[row.patient_id]
+    panels = []
+    for tp in (pre, post):
+        if tp not in patient.timepoints or not patient.timepoints[tp].has_image(key):
+            return []
+        img = patient.timepoints[tp].image(key)
+        arr, spacing, _ = load_mammogram(store.path(img.path), manifest_spacing_mm=img.pixel_spacing_mm)
+        sel = (mcs["patient_id"] == row.patient_id) & (mcs["timepoint"] == tp) & (mcs["image"] == key)
+        csel = (clusters["patient_id"] == row.patient_id) & (clusters["timepoint"] == tp) & (clusters["image"] == key)
+        panels.append({"image": arr, "spacing_mm": spacing, "mcs": mcs[sel], "clusters": clusters[csel],
+                       "title": f"{tp}: {int(csel.sum())} cluster(s)", "key": key, "path": img.path})
+    return panels

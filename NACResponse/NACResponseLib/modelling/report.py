@@ -213,7 +213,7 @@ def report_body(results: dict[str, Any], out_dir: Path, prefix: str = "") -> str
 
 def write_report(results: dict[str, Any], out_dir: str | Path, title: str = "NACResponse model report") -> Path:
     out_dir = Path(out_dir)
-    body = report_body(results, out_dir)
+    body = report_body(results, out_dir) + results.get("tables_html", "")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:85%}</style></head><body>"

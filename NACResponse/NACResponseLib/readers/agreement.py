@@ -342,27 +342,29 @@ def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreeme
 
 def run_agreement(store, *, session: str | None = None, readers: Sequence[str] | None = None,
                   extra: Sequence[tuple[str, str]] = (), consensus: str | None = None,
-                  timepoints: Sequence[str] | None = None, allow_incomplete: bool = False,
-                  progress_mode: str | None = None, cancel=None) -> dict[str, Any]:
+                  timepoints: Sequence[str] | None = None, progress_mode: str | None = None,
+                  cancel=None) -> dict[str, Any]:
     """Agreement of a study (or of one reader session): tables ``agreement`` and ``agreement_summary``
     with provenance, figures and HTML under ``reports/agreement``.
 
     ``consensus`` ("staple"/"majority") first builds that consensus reader from the same
     segmentations and adds it to the comparison; ``extra`` adds (reader, method) pairs such as
-    ``("GT", "reference")``.
+    ``("GT", "reference")``.  Masks of a reader session that is not complete are refused, with
+    or without ``session`` (blinding).
     """
     from dataclasses import asdict
 
     from ..atomic import atomic_write_text
     from ..progress import Progress
     from ..provenance import collect
+    from .sessions import refuse_hidden_masks
 
     sess = None
     if session:
         from .sessions import ReaderSession, session_segmentation_sets
 
         sess = ReaderSession(store, session)
-        sets = session_segmentation_sets(sess, allow_incomplete=allow_incomplete)
+        sets = session_segmentation_sets(sess)
         if extra:
             more = segmentation_sets(store.cohort, readers=[], methods=[], extra=extra)
             for key, by_reader in more.items():
@@ -374,6 +376,7 @@ def run_agreement(store, *, session: str | None = None, readers: Sequence[str] |
         sets = {k: v for k, v in sets.items() if k[1] in timepoints}
     if not sets:
         raise InputError(f"{store.root}: no segmentations to compare (readers {readers or 'all manual'})")
+    refuse_hidden_masks(store, [s.path for v in sets.values() for s in v.values()], "agreement")
     if consensus:
         from .consensus import DEFAULT_READER_IDS, build_consensus
 
@@ -395,9 +398,12 @@ def run_agreement(store, *, session: str | None = None, readers: Sequence[str] |
     store.write_table("agreement", table, prov)
     report = agreement_report(table, store.reports_dir / "agreement")
     store.write_table("agreement_summary", report["summary"], prov)
+    from ..study.tables_export import export_beside_report
+
+    tables = export_beside_report(store, ["agreement", "agreement_summary"], store.reports_dir / "agreement")
     atomic_write_text(store.reports_dir / "agreement" / "agreement.html",
                       "<!doctype html><meta charset='utf-8'><title>Reader agreement</title>"
-                      "<h1>Reader agreement</h1>" + report["html"])
+                      "<h1>Reader agreement</h1>" + report["html"] + tables)
     failed = table.loc[table["error"] != "", ["patient_id", "timepoint", "reader_a", "reader_b", "error"]]
     return {"table": table, "summary": report["summary"], "figures": report["figures"], "html": report["html"],
             "failed": failed}

@@ -445,7 +445,13 @@ def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, thresh
         icc_long = perturbation_icc(features)
         inputs: list[str] = []
     else:
+        from .sessions import refuse_hidden_masks
+
         frame = store.read_table(table)
+        used = set(map(tuple, frame[["patient_id", "timepoint", "reader"]].astype(str).drop_duplicates().values))
+        refuse_hidden_masks(store, [s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations
+                                    if (p.patient_id, t.name, s.reader) in used and (not readers or s.reader in readers)],
+                            "icc")
         icc_long = radiomics_icc(frame, readers=readers, timepoints=timepoints)
         inputs = [table]
     whitelist = icc_filter(icc_long, form=form, threshold=threshold, use_ci_lower=use_ci_lower)
@@ -455,8 +461,11 @@ def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, thresh
     summary = write_whitelist(store, whitelist, icc_long, parameters=parameters, session=sess, inputs=inputs)
     report = icc_report(icc_long, whitelist, store.reports_dir / "icc", form=form, threshold=threshold,
                         use_ci_lower=use_ci_lower)
+    from ..study.tables_export import export_beside_report
+
+    tables = export_beside_report(store, [*inputs, "icc", "icc_whitelist"], store.reports_dir / "icc")
     atomic_write_text(store.reports_dir / "icc" / "icc.html", "<!doctype html><meta charset='utf-8'>"
                       "<title>Feature reproducibility (ICC)</title><h1>Feature reproducibility (ICC)</h1>"
-                      + report["html"])
+                      + report["html"] + tables)
     return {**summary, "html": report["html"], "figures": report["figures"], "by_group": report["by_group"],
             "failed": failed}

@@ -8,7 +8,15 @@ Blinding: the reader-facing API (:meth:`ReaderSession.next_case`, :meth:`ReaderS
 :meth:`ReaderSession.save`, :meth:`ReaderSession.own_segmentation`) takes the reader id and only ever
 returns images and that reader's own work.  Other readers' masks are reachable only through the
 administrative :func:`export_session` / :func:`session_segmentation_sets`, which refuse while the
-session is incomplete unless explicitly told otherwise.
+session is incomplete unless explicitly told otherwise; agreement and ICC over a session's masks
+refuse until it is complete whatever the flags (:func:`refuse_hidden_masks`).
+
+Attribution: every save records the OS user and host beside the reader id.  A session created
+with tokens gives each reader a secret (only its SHA-256 is stored); :meth:`ReaderSession.save`
+then refuses a reader who has not presented it (:meth:`ReaderSession.authenticate`), so nobody
+saves as another reader by mistake.  A local tool cannot keep a secret from its own user: the
+files are readable by whoever can read the study folder, so blinding guards against accidental
+unblinding and mix-ups, not against a reader who opens the folder on purpose.
 
 Storage (all writes atomic; the catalogue is updated in one SQLite transaction per action)::
 
@@ -26,12 +34,18 @@ through ``mask_import.py``.
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import hmac
 import json
+import os
+import platform
 import re
+import secrets
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +57,7 @@ from ..provenance import now_iso, sha256_file
 from ..study.model import Segmentation, timepoint_order
 
 SESSIONS_DIR = "sessions"
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # never "." or "..": ids become folder names
 
 SESSION_SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_cases (
@@ -87,6 +101,7 @@ class SessionSpec:
     orders: dict[str, list[str]]
     created: str = ""
     adopted: dict[str, list[str]] = field(default_factory=dict)  # reader -> cases taken from the manifest
+    tokens: dict[str, str] = field(default_factory=dict)  # reader -> SHA-256 of the token save requires
 
 
 @dataclass
@@ -108,13 +123,26 @@ class CaseAssignment:
 
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-'")
+        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-' (and is not '.' or '..')")
     return value
 
 
 def _init_tables(store) -> None:
     with store.catalogue() as db:
         db.executescript(SESSION_SCHEMA)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def os_identity() -> dict[str, str]:
+    """Who is at the keyboard, as the operating system sees it (recorded beside the reader id)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return {"os_user": user, "host": platform.node()}
 
 
 def _audit(db, action: str, actor: str | None, target: str, details: dict[str, Any]) -> None:
@@ -126,8 +154,12 @@ def _audit(db, action: str, actor: str | None, target: str, details: dict[str, A
 
 def create_session(store, name: str, readers: Sequence[str], *, patients: Sequence[str] | None = None,
                    timepoints: Sequence[str] | None = None, images: Sequence[str] | None = None,
-                   reference: str = "dce_early", seed: int = 0, adopt_existing: bool = False) -> ReaderSession:
+                   reference: str = "dce_early", seed: int = 0, adopt_existing: bool = False,
+                   tokens: bool = False) -> ReaderSession:
     """Define a session over the study's cases and record it in the catalogue.
+
+    With ``tokens`` each reader gets a random token (``session.issued_tokens``, shown once, for
+    the administrator to hand out); only its hash is stored and saves require it.
 
     Cases are all (patient, timepoint) pairs of the chosen patients/timepoints whose timepoint has
     the reference image.  A session reader who already has a manual segmentation of a case in the
@@ -170,9 +202,11 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
                          f"({'; '.join(sample)}); use adopt_existing (--adopt-existing) or other reader ids")
     image_keys = list(images) if images else sorted({i.key for p in cohort for t in p.timepoints.values()
                                                      for i in t.images if case_id(p.patient_id, t.name) in cases})
+    issued = {r: secrets.token_urlsafe(12) for r in readers} if tokens else {}
     spec = SessionSpec(name=name, readers=list(readers), cases=cases, images=image_keys, reference=reference,
                        seed=int(seed), orders={r: reader_order(cases, r, seed) for r in readers},
-                       created=now_iso(), adopted={r: sorted(c) for r, c in existing.items()})
+                       created=now_iso(), adopted={r: sorted(c) for r, c in existing.items()},
+                       tokens={r: _token_hash(t) for r, t in issued.items()})
     session_id = uuid.uuid4().hex
     with store.catalogue() as db:
         if db.execute("SELECT 1 FROM reader_sessions WHERE name=?", (name,)).fetchone():
@@ -191,8 +225,10 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
                                 "manifest", None))
         _audit(db, "session.create", None, f"session:{name}",
                {"readers": readers, "cases": len(cases), "seed": seed, "reference": reference,
-                "adopted": {r: len(c) for r, c in existing.items()}})
-    return ReaderSession(store, name)
+                "adopted": {r: len(c) for r, c in existing.items()}, "tokens": bool(issued), **os_identity()})
+    session = ReaderSession(store, name)
+    session.issued_tokens = issued
+    return session
 
 
 def list_sessions(store) -> list[str]:
@@ -219,6 +255,19 @@ class ReaderSession:
         self.session_id = row[0]
         self.spec = SessionSpec(**json.loads(row[1]))
         self.name = name
+        self.issued_tokens: dict[str, str] = {}
+        self._authenticated: set[str] = set()
+
+    def authenticate(self, reader: str, token: str | None) -> None:
+        """Present a reader's token; needed before :meth:`save` when the session was created with tokens."""
+        self._check_reader(reader)
+        expected = self.spec.tokens.get(reader)
+        if expected is None:
+            return
+        if not token or not hmac.compare_digest(_token_hash(token), expected):
+            raise InputError(f"session {self.name!r}: wrong or missing token for reader {reader!r} "
+                             "(ask the session administrator for yours)")
+        self._authenticated.add(reader)
 
     # ---- paths -------------------------------------------------------------------------------
     @property
@@ -331,6 +380,9 @@ class ReaderSession:
         self._check_reader(reader)
         self._check_case(cid)
         self._refuse_adopted(reader, cid)
+        if reader in self.spec.tokens and reader not in self._authenticated:
+            raise InputError(f"session {self.name!r} requires reader {reader!r}'s token to save "
+                             "(--token, or NACRESPONSE_READER_TOKEN); nothing saved")
         pid, tp_name = split_case(cid)
         tp = self.store.cohort[pid].timepoint(tp_name)
         ref_path = self.store.path(tp.image(self.spec.reference).path)
@@ -343,8 +395,11 @@ class ReaderSession:
         binary = sitk.Cast(image != 0, sitk.sitkUInt8)
         binary.CopyInformation(reference)
         current_rel = self._current_rel(reader, cid)
-        self._refuse_foreign_manifest_entry(reader, pid, tp_name, current_rel)
         with self._lock():
+            # Check, then write, then commit.  Another process (Slicer while the CLI saves) may
+            # have changed the manifest since this one read it: re-read it under the lock.
+            self.store.refresh()
+            self._refuse_foreign_manifest_entry(reader, pid, tp_name, current_rel)
             with self.store.catalogue() as db:
                 latest = db.execute("SELECT MAX(version) FROM session_versions WHERE session_id=? AND reader=? "
                                     "AND case_id=?", (self.session_id, reader, cid)).fetchone()[0] or 0
@@ -352,8 +407,7 @@ class ReaderSession:
             while self.store.path(self._version_rel(reader, cid, version)).exists():  # orphan of a crash
                 version += 1
             version_rel = self._version_rel(reader, cid, version)
-            write_image(binary, self.store.path(version_rel))
-            write_image(binary, self.store.path(current_rel))
+            write_image(binary, self.store.path(version_rel))  # an orphan until its row commits
             self._ensure_manifest_row(reader, pid, tp_name, current_rel)
             now = time.time()
             with self.store.catalogue() as db:
@@ -371,7 +425,10 @@ class ReaderSession:
                             self.session_id, reader, cid))
                 _audit(db, "session.save", reader, f"session:{self.name}/{cid}",
                        {"version": version, "path": version_rel, "duration_s": round(spent, 3),
-                        "finished": finish, "source": source})
+                        "finished": finish, "source": source, **os_identity()})
+                # Last, inside the transaction: the current mask is replaced only when its version
+                # row is about to commit, and a failed replacement rolls the row back.
+                write_image(binary, self.store.path(current_rel))
         return self.store.path(version_rel)
 
     def own_segmentation(self, reader: str, cid: str) -> Path | None:
@@ -479,6 +536,24 @@ def session_segmentation_sets(session: ReaderSession, *, allow_incomplete: bool 
         out.setdefault((pid, tp), {})[reader] = Segmentation(path=path, reader=reader, method="manual", label=label,
                                                              reference=session.spec.reference)
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], timepoint_order(kv[0][1]))))
+
+
+def refuse_hidden_masks(store, paths: Iterable[str], what: str) -> None:
+    """Refuse ``what`` (agreement, ICC) over masks of a reader session that is not complete.
+
+    Session masks sit in the manifest like any other segmentation, so a comparison by reader id
+    would see an unfinished session; no flag lifts this (the export has its own, administrative one).
+    """
+    names = sorted({Path(p).parts[1] for p in paths
+                    if len(Path(p).parts) > 2 and Path(p).parts[0] == SESSIONS_DIR})
+    for name in names:
+        try:
+            session = ReaderSession(store, name)
+        except InputError:
+            continue  # a folder named like a session that the catalogue does not know
+        if not session.complete:
+            raise InputError(f"{what}: uses masks of reader session {name!r}, which is not complete "
+                             f"({session.status()}); they stay hidden until every reader has finished")
 
 
 def export_session(session: ReaderSession, out_dir: str | Path, *, allow_incomplete: bool = False) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 from ..atomic import atomic_write_with
 from ..errors import InputError, ManifestError
 from ..filelock import exclusive_lock
+from ..paths import within
 from ..provenance import now_iso
 from .manifest import (
     CLINICAL_NAME,
@@ -97,10 +98,23 @@ class StudyStore:
             self._cohort = cohort_from_rows(rows, clinical)
         return self._cohort
 
+    def refresh(self) -> None:
+        """Forget the cached cohort: the next access re-reads manifest and clinical table."""
+        self._cohort = None
+
     def path(self, relative: str | Path) -> Path:
-        """Absolute path of a manifest path (relative to the study folder)."""
+        """Absolute path of a manifest path (relative to the study folder).
+
+        A relative path must stay inside the study folder (no ``..`` escape, no symlink out);
+        absolute paths are files referenced in place by ``import --no-copy``.
+        """
         p = Path(relative)
-        return p if p.is_absolute() else self.root / p
+        if p.is_absolute():
+            return p
+        full = self.root / p
+        if not within(self.root, full):
+            raise InputError(f"{self.manifest_path}: path {str(relative)!r} leads outside the study folder; refused")
+        return full
 
     def add_manifest_rows(self, new_rows: list[dict[str, Any]]) -> None:
         """Append rows (e.g. a new segmentation) under a file lock; the rewrite is atomic."""

@@ -220,6 +220,24 @@ def export_tables(store, names: list[str] | None, fmt: str, out_dir: str | Path,
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def export_table_file(store, name: str, path: str | Path, *, overwrite: bool = False) -> Path:
+    """One table into one ``.csv`` or ``.xlsx`` file (e.g. the file a Save dialog chose), written atomically."""
+    from ..atomic import atomic_write_with
+
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in (".csv", ".xlsx"):
+        raise InputError(f"{path}: export a table as .csv or .xlsx")
+    frame = store.read_table(check_table(store, name))
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists; choose another file or overwrite it")
+    if kind == ".csv":
+        atomic_write_with(path, lambda tmp: write_csv(frame, tmp))
+    else:
+        atomic_write_with(path, lambda tmp: write_xlsx({name: frame}, {name: store.table_provenance(name)}, tmp))
+    return path
+
+
 def _columns(store, name: str) -> list[str]:
     import pyarrow.parquet as pq
 
@@ -263,17 +281,26 @@ def _publish(staging: Path, made: list[Path], out: Path) -> list[Path]:
     return [out / p.name for p in made]
 
 
-def export_beside_report(store, names: list[str], report_dir: str | Path) -> list[Path]:
-    """CSV copies of the tables a report used, written next to its HTML (so a reviewer can re-run a number)."""
+def export_beside_report(store, names: list[str], report_dir: str | Path) -> str:
+    """CSV copies of the tables a report used, next to its HTML (a reviewer can re-run a number).
+
+    Returns the HTML section that links them (empty when none of the tables exists).
+    """
+    import html
+
     from ..atomic import atomic_write_with
 
     folder = Path(report_dir)
-    written = []
-    for name in names:
+    items = []
+    for name in dict.fromkeys(names):
         if not store.has_table(name):
             continue
         frame = store.read_table(name)
         path = folder / f"{name}.csv"
         atomic_write_with(path, lambda tmp, frame=frame: write_csv(frame, tmp))
-        written.append(path)
-    return written
+        items.append(f"<li><a href='{html.escape(path.name)}'>{html.escape(path.name)}</a> "
+                     f"({frame.shape[0]} rows x {frame.shape[1]} columns)</li>")
+    if not items:
+        return ""
+    return ("<h2>Tables used</h2><p>CSV copies of the study tables behind this report (UTF-8, '.' decimal mark, "
+            "empty cells for missing values):</p><ul>" + "".join(items) + "</ul>")
