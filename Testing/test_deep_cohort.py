@@ -39,8 +39,8 @@ def test_resnet_cohort_table_deltas_cache_and_provenance(copy_study):
     table = store.read_table(RESNET_TABLE)
     assert table.shape == (n, 2 + 3 * 2048)
     assert list(table.columns[:3]) == ["patient_id", "reader", "pre__resnet50_0000"]
-    assert "post__resnet50_2047" in table and "delta__pre_post__resnet50_0000" in table
-    np.testing.assert_allclose(table.filter(like="delta__pre_post__").to_numpy(),
+    assert "post__resnet50_2047" in table and "delta_abs__pre_post__resnet50_0000" in table
+    np.testing.assert_allclose(table.filter(like="delta_abs__pre_post__").to_numpy(),
                                table.filter(regex="^post__").to_numpy() - table.filter(regex="^pre__").to_numpy())
     assert set(table["reader"]) == {"R1"}
     prov = store.table_provenance(RESNET_TABLE)
@@ -126,7 +126,7 @@ def test_bottleneck_table_and_pooling(copy_study, seg_bundle):
     peak = row[[f"post__bottleneck_max_{c:03d}" for c in range(channels)]].to_numpy()[0]
     inside = coverage >= 0.5 if (coverage >= 0.5).any() else coverage == coverage.max()  # small tumours
     np.testing.assert_allclose(peak, feats[:, inside].max(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(row.filter(like="delta__pre_post__").to_numpy(),
+    np.testing.assert_allclose(row.filter(like="delta_abs__pre_post__").to_numpy(),
                                row.filter(regex="^post__").to_numpy() - row.filter(regex="^pre__").to_numpy())
     assert store.table_provenance("deep_bottleneck")["model"]["weights_sha256"] == model.weights_sha256
     again = extract_bottleneck(store, seg_bundle, readers=["R1", "R2"], timepoints=["pre", "post"])

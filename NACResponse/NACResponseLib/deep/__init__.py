@@ -14,15 +14,14 @@ from .tables import (
     BOTTLENECK_TABLE,
     RESNET_SLICES_TABLE,
     RESNET_TABLE,
-    block_columns,
     bottleneck_feature_names,
     resnet_feature_names,
-    wide_table,
+    wide_from_vectors,
 )
 
 __all__ = [
     "BOTTLENECK_TABLE", "DEFAULT_CHANNELS", "RESNET_SLICES_TABLE", "RESNET_TABLE", "Case", "DeepPCA",
-    "DeepResult", "ResNetSettings", "SliceInput", "block_columns", "bottleneck_feature_names", "case_input",
+    "DeepResult", "ResNetSettings", "SliceInput", "bottleneck_feature_names", "case_input",
     "cohort_cases", "extract_bottleneck", "extract_resnet50", "largest_slice_index", "map_to_reference",
-    "pool_in_mask", "prepare_input", "resnet_feature_names", "wide_table",
+    "pool_in_mask", "prepare_input", "resnet_feature_names", "wide_from_vectors",
 ]

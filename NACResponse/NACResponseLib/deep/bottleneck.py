@@ -34,7 +34,7 @@ from .cases import (
     resolve_image,
 )
 from .cohort import DeepResult, check_not_overwriting
-from .tables import BOTTLENECK_TABLE, bottleneck_feature_names, wide_table
+from .tables import BOTTLENECK_TABLE, bottleneck_feature_names, wide_from_vectors
 
 MIN_COVERAGE = 0.5
 CACHE_VERSION = 1
@@ -133,7 +133,7 @@ def extract_bottleneck(store, model, *, readers: list[str] | None = None, timepo
     if not vectors:
         return DeepResult(None, None, computed, cached, failures, provenance)
     channels = len(next(iter(vectors.values()))) // 2
-    table = wide_table(vectors, bottleneck_feature_names(channels), sorted({c.timepoint for c in cases}))
+    table = wide_from_vectors(vectors, bottleneck_feature_names(channels), sorted({c.timepoint for c in cases}))
     path = store.write_table(BOTTLENECK_TABLE, table, provenance)
     store.audit("features deep bottleneck", target=BOTTLENECK_TABLE,
                 details={"rois": len(vectors), "failures": len(failures)})

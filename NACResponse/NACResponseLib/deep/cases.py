@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import SimpleITK as sitk
 
+from ..columns import reader_selected, wide_reader_ids
 from ..errors import MissingTimepointError, NACError
 from ..imageio import read_image, read_mask
 from ..study.model import Cohort, Image, Segmentation, Timepoint, timepoint_order
@@ -18,7 +19,7 @@ DEFAULT_CHANNELS = ("dce_early", "adc|dwi", "t2w")
 class Case:
     patient_id: str
     timepoint: str
-    reader: str  # wide-table reader id (``R1`` or ``R1.monai``)
+    reader: str  # wide-table reader id (``R1`` or ``R1.monai``, see NACResponseLib.columns)
     segmentation: Segmentation
 
     @property
@@ -45,19 +46,16 @@ def cohort_cases(cohort: Cohort, *, readers: list[str] | None = None,
     ``channel`` (the first channel spec) keeps only masks drawn on an image of the same modality,
     so MR features are not computed from a mammogram's ROI (and vice versa).
     """
-    methods: dict[str, set[str]] = {}
-    for p in cohort:
-        for t in p.timepoints.values():
-            for s in t.segmentations:
-                methods.setdefault(s.reader, set()).add(s.method)
+    wide_ids = wide_reader_ids((s.reader, s.method) for p in cohort for t in p.timepoints.values()
+                               for s in t.segmentations)
     cases = []
     for p in sorted(cohort, key=lambda p: p.patient_id):
         for t in p.ordered_timepoints():
             if timepoints and t.name not in timepoints:
                 continue
             for s in t.segmentations:
-                wide = s.reader if len(methods[s.reader]) == 1 else f"{s.reader}.{s.method}"
-                if readers and s.reader not in readers and wide not in readers:
+                wide = wide_ids[(s.reader, s.method)]
+                if not reader_selected(readers, s.reader, wide):
                     continue
                 if channel is not None:
                     want, have = _modality(t, channel), _modality(t, s.reference)

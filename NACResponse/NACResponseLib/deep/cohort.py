@@ -36,7 +36,7 @@ from .cases import (
     read_case_mask,
 )
 from .slices import DEFAULT_MARGIN_MM, INPUT_SIZE, SliceInput, prepare_input
-from .tables import RESNET_SLICES_TABLE, RESNET_TABLE, resnet_feature_names, wide_table
+from .tables import RESNET_SLICES_TABLE, RESNET_TABLE, resnet_feature_names, wide_from_vectors
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -198,7 +198,7 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
         return DeepResult(None, None, computed, cached, failures, provenance)
     import pandas as pd
 
-    table = wide_table(vectors, resnet_feature_names(), sorted({c.timepoint for c in cases}))
+    table = wide_from_vectors(vectors, resnet_feature_names(), sorted({c.timepoint for c in cases}))
     path = store.write_table(RESNET_TABLE, table, provenance)
     store.write_table(RESNET_SLICES_TABLE, pd.DataFrame(slice_rows), provenance)
     store.audit("features deep resnet50", target=RESNET_TABLE,

@@ -2,7 +2,8 @@
 
 Inter-reader: the long ``radiomics`` table (one row per patient, timepoint, image, reader, method,
 label) is pivoted into a (cases x readers x features) array per image and passed to
-:mod:`NACResponseLib.readers.icc` in one pass.  The feature id is ``<image>__<pyradiomics feature name>``.
+:mod:`NACResponseLib.readers.icc` in one pass.  The feature id is ``<image>__<pyradiomics feature name>``
+(:func:`NACResponseLib.columns.make_feature_id`).
 
 Single reader: when a study has one reader, the same ICC is computed over *perturbations* of each
 case (Zwanenburg et al., Sci Rep 2019): the mask is eroded/dilated by a fraction of a millimetre,
@@ -12,8 +13,7 @@ pure functions of SimpleITK images; re-extraction uses :func:`NACResponseLib.rad
 
 Whitelist: store table ``icc_whitelist`` with ``feature, icc, ci_low, ci_high, form, kept, reason``
 (the chosen form; optionally the lower CI bound must pass), written with provenance.  A wide-table
-column ``<tp>__<image>__<feat>`` or delta column is kept when its ``<image>__<feat>`` suffix is kept
-(:func:`kept_columns`).
+column (value or delta) is kept when its feature id is kept (:func:`kept_columns`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from ..columns import feature_id, make_feature_id, split_feature_id
 from ..errors import InputError, NACError
+from ..radiomics.tables import long_feature_columns
 from .icc import ICC_FORMS, icc_table, normalise_form, ratings_from_long
 
-ID_COLUMNS = ("patient_id", "timepoint", "image", "reader", "method", "label")
 DEFAULT_FORM = "ICC2"
 DEFAULT_THRESHOLD = 0.80
 WHITELIST_COLUMNS = ["feature", "icc", "ci_low", "ci_high", "form", "kept", "reason"]
@@ -35,29 +36,19 @@ WHITELIST_COLUMNS = ["feature", "icc", "ci_low", "ci_high", "form", "kept", "rea
 
 # ---- feature naming ------------------------------------------------------------------------------
 
-def feature_columns(frame) -> list[str]:
-    """Feature columns of a long radiomics table (everything but the id columns and diagnostics)."""
-    return [c for c in frame.columns if c not in ID_COLUMNS and not str(c).startswith("diagnostics_")]
-
-
 def feature_parts(feature: str) -> dict[str, str]:
     """``dce_early__wavelet-LLH_glcm_Contrast`` -> image dce_early, filter wavelet, class glcm, name Contrast."""
-    image, _, name = feature.rpartition("__")
+    image, name = split_feature_id(feature)
     parts = name.split("_", 2)
     image_type = parts[0] if len(parts) == 3 else ""
     return {"image": image, "image_type": image_type, "filter": image_type.split("-")[0],
             "feature_class": parts[1] if len(parts) == 3 else "", "name": parts[-1]}
 
 
-def suffix_of(column: str) -> str:
-    """``<tp>__<image>__<feat>`` or ``delta_abs__<a>_<b>__<image>__<feat>`` -> ``<image>__<feat>``."""
-    return "__".join(str(column).split("__")[-2:])
-
-
 def kept_columns(columns: Iterable[str], whitelist) -> list[str]:
-    """Columns of a wide table whose ``<image>__<feature>`` suffix the whitelist keeps."""
+    """Columns of a wide table whose feature id the whitelist keeps."""
     kept = set(whitelist.loc[whitelist["kept"].astype(bool), "feature"])
-    return [c for c in columns if suffix_of(c) in kept]
+    return [c for c in columns if feature_id(c) in kept]
 
 
 # ---- ICC over readers ------------------------------------------------------------------------------
@@ -85,7 +76,7 @@ def radiomics_icc(frame, *, readers: Sequence[str] | None = None, methods: Seque
     if len(rater_ids) < 2:
         raise InputError(f"ICC over readers needs >= 2 readers; the radiomics table has {rater_ids} "
                          "(for a single reader use perturbation-based reproducibility: 'icc --perturb')")
-    feats = feature_columns(sub)
+    feats = long_feature_columns(sub)
     if not feats:
         raise InputError("radiomics table has no feature columns")
     sub = sub.assign(_target=sub["patient_id"].astype(str) + "/" + sub["timepoint"].astype(str)
@@ -94,7 +85,7 @@ def radiomics_icc(frame, *, readers: Sequence[str] | None = None, methods: Seque
     for image, part in sub.groupby("image", sort=True):
         x, _, _ = ratings_from_long(part, targets="_target", raters="reader", features=feats,
                                     rater_order=rater_ids)
-        tables.append(icc_table(x, [f"{image}__{f}" for f in feats], forms=forms, alpha=alpha))
+        tables.append(icc_table(x, [make_feature_id(image, f) for f in feats], forms=forms, alpha=alpha))
     out = pd.concat(tables, ignore_index=True)
     parts = pd.DataFrame([feature_parts(f) for f in out["feature"]])
     return pd.concat([out, parts[["image", "image_type", "filter", "feature_class"]]], axis=1)
