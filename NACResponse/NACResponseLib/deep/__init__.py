@@ -5,9 +5,9 @@ Importing this package does not import torch; the network modules do so when fir
 
 from __future__ import annotations
 
-from .bottleneck import extract_bottleneck, pool_in_mask
+from .bottleneck import pool_in_mask
 from .cases import DEFAULT_CHANNELS, Case, cohort_cases
-from .cohort import DeepResult, ResNetSettings, case_input, extract_resnet50
+from .cohort import ResNetSettings, case_input, extract_bottleneck, extract_resnet50
 from .pca import DeepPCA
 from .slices import SliceInput, largest_slice_index, map_to_reference, prepare_input
 from .tables import (
@@ -21,7 +21,7 @@ from .tables import (
 
 __all__ = [
     "BOTTLENECK_TABLE", "DEFAULT_CHANNELS", "RESNET_SLICES_TABLE", "RESNET_TABLE", "Case", "DeepPCA",
-    "DeepResult", "ResNetSettings", "SliceInput", "bottleneck_feature_names", "case_input",
+    "ResNetSettings", "SliceInput", "bottleneck_feature_names", "case_input",
     "cohort_cases", "extract_bottleneck", "extract_resnet50", "largest_slice_index", "map_to_reference",
     "pool_in_mask", "prepare_input", "resnet_feature_names", "wide_from_vectors",
 ]

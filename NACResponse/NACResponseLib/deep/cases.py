@@ -101,13 +101,6 @@ def input_paths(store, cases: list[Case], channels) -> list:
     return [paths[k] for k in sorted(paths)]
 
 
-def case_digest(store, case: Case, channels) -> str:
-    """Short hash of the case's input file contents: a replaced image or corrected mask is recomputed."""
-    from ..provenance import sha256_file, sha256_json
-
-    return sha256_json([sha256_file(p) for p in input_paths(store, [case], channels) if p.is_file()])[:12]
-
-
 def read_case_mask(store, case: Case) -> sitk.Image:
     """The case's tumour mask, checked for emptiness and its label (InputError names the file)."""
     seg = case.segmentation

@@ -34,8 +34,8 @@ def run(ctx) -> dict:
     det = detect_study(store, progress_mode="none")
     ext = extent_study(store)
     cmp = compare_study(store)
-    resmin = cmp["resmin"]
-    result = {"mammograms": len(items), "failed": len(det["failed"]), "clusters": ext["clusters"],
+    resmin = cmp.outputs["resmin"]
+    result = {"mammograms": len(items), "failed": len(det.failed), "clusters": ext.outputs["clusters"],
               "patient_sides": int(len(resmin)), "resmin_flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0}
     result.update(_validate(ctx, store))
 
