@@ -124,7 +124,7 @@ def test_bottleneck_table_and_pooling(copy_study, seg_bundle):
     assert table.shape == (2 * len(store.cohort), 2 + 3 * 2 * channels)
     seg = tp.segmentations_by("R2")[0]
     coverage = mask_on_grid(sitk.ReadImage(str(store.path(seg.path))), grid, label=seg.label)
-    expected = (feats * coverage).sum(axis=(1, 2, 3)) / coverage.sum()  # issue 5's documented pooling
+    expected = (feats * coverage).sum(axis=(1, 2, 3)) / coverage.sum()  # the documented pooling (deep/bottleneck.py)
     row = table[(table.patient_id == pid) & (table.reader == "R2")]
     got = row[[f"post__bottleneck_mean_{c:03d}" for c in range(channels)]].to_numpy()[0]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -2,7 +2,8 @@
 
 Why a runner of our own: pyradiomics' batch mode parallelises across cases only; we split work
 per (image, mask) and need the same resumable, fault-tolerant loop for later stages (segmentation
-inference, deep features).  Properties:
+inference, MC detection; deep features batch through one loaded network instead, keyed the same
+way, see deep/cohort.py).  Properties:
 
 * **Resumable** - each finished task's result is written atomically to
   ``<results_dir>/<digest>.json`` where the digest hashes the task's function, identity,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import comma_list
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -37,8 +39,8 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not reader or not method:
             raise InputError(f"--include {item!r}: use READER:METHOD, e.g. GT:reference")
         extra.append((reader, method))
-    res = run_agreement(StudyStore(args.study), session=args.session, readers=_split(args.readers), extra=extra,
-                        consensus=args.consensus, timepoints=_split(args.timepoints),
+    res = run_agreement(StudyStore(args.study), session=args.session, readers=comma_list(args.readers), extra=extra,
+                        consensus=args.consensus, timepoints=comma_list(args.timepoints),
                         allow_incomplete=args.allow_incomplete, cancel=CANCEL)
     summary = res["summary"]
     for _, row in summary.iterrows():
@@ -48,7 +50,3 @@ def _run(args: argparse.Namespace) -> int:
     for _, row in res["failed"].iterrows():
         print(f"FAILED {row['patient_id']}/{row['timepoint']} {row['reader_a']} vs {row['reader_b']}: {row['error']}")
     return 1 if len(res["failed"]) else 0
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [x.strip() for x in value.split(",") if x.strip()] if value else None

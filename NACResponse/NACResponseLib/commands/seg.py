@@ -6,9 +6,7 @@ import argparse
 import json
 import sys
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import comma_list
 
 
 def _triple(kind):
@@ -106,7 +104,7 @@ def _train(args) -> int:
     from ..study.store import StudyStore
 
     config = TrainingConfig(
-        preprocess=PreprocessConfig(channels=tuple(_csv(args.channels)), spacing=args.spacing,
+        preprocess=PreprocessConfig(channels=tuple(comma_list(args.channels)), spacing=args.spacing,
                                     normalisation=args.normalisation),
         network=NetworkConfig(init_filters=args.filters), roi_size=args.roi, max_epochs=args.epochs,
         patience=args.patience, val_every=args.val_every, learning_rate=args.lr, batch_size=args.batch, val_fraction=args.val_fraction,
@@ -114,7 +112,7 @@ def _train(args) -> int:
     store = StudyStore(args.study)
     with Progress(args.epochs, "seg train") as bar:
         metrics = train_from_study(store, args.out, reader=args.reader, method=args.method, config=config,
-                                   patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+                                   patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                                    threads=args.threads, cancel=CANCEL,
                                    progress=lambda done, total, msg: bar.update(done - bar.done, msg))
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "train_cases")}, indent=1))
@@ -123,14 +121,14 @@ def _train(args) -> int:
 
 def _predict(args) -> int:
     from ..cli import CANCEL
-    from ..segmentation.cohort import predict_study
+    from ..segmentation.cohort import segment_study
     from ..segmentation.inference import InferenceConfig
     from ..study.store import StudyStore
 
     config = InferenceConfig(roi_size=args.roi, overlap=args.overlap, sw_batch_size=args.sw_batch, tta=args.tta,
                              min_size_mm3=args.min_size, largest_component=not args.all_components)
-    frame = predict_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
-                          patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+    frame = segment_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
+                          patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                           save_probability=args.probability, device=args.device, threads=args.threads,
                           mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=CANCEL)
     counts = frame["status"].value_counts().to_dict()
@@ -156,8 +154,8 @@ def _ftv(args) -> int:
         from ..study.store import StudyStore
 
         frame = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
-                          roi_method=args.roi_method, margin_mm=args.margin, patients=_csv(args.patients),
-                          timepoints=_csv(args.timepoints), cancel=CANCEL)
+                          roi_method=args.roi_method, margin_mm=args.margin, patients=comma_list(args.patients),
+                          timepoints=comma_list(args.timepoints), cancel=CANCEL)
         cols = [c for c in ("patient_id", "timepoint", "ftv_cm3", "status") if c in frame]
         print(frame[cols].to_string(index=False))
         return 1 if (frame["status"] == "failed").any() else 0
@@ -180,8 +178,8 @@ def _measure(args) -> int:
     from ..segmentation.cohort import measure_study
     from ..study.store import StudyStore
 
-    frame = measure_study(StudyStore(args.study), readers=_csv(args.readers), methods=_csv(args.methods),
-                          patients=_csv(args.patients), timepoints=_csv(args.timepoints))
+    frame = measure_study(StudyStore(args.study), readers=comma_list(args.readers), methods=comma_list(args.methods),
+                          patients=comma_list(args.patients), timepoints=comma_list(args.timepoints))
     cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm", "recist"]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 1 if (frame["status"] == "failed").any() else 0

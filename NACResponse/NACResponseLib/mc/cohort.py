@@ -317,7 +317,7 @@ def _select(frame: pd.DataFrame, key: tuple[str, str, str], timepoint: str) -> p
 
 def tumour_recist(store: StudyStore, patient_id: str, pre: str = "pre", post: str = "post", *, reader: str | None = None,
                   method: str | None = None) -> tuple[str | None, str]:
-    """RECIST category of the tumour from segmentations (issue 5's measurements); ``(category, source)``.
+    """RECIST category of the tumour from the segmentation measurements (segmentation.measurements); ``(category, source)``.
 
     Uses the given reader/method, else the first available of methods reference, consensus, manual
     (readers in alphabetical order) present at both timepoints.

@@ -1,6 +1,6 @@
 """Leakage-free feature selection as scikit-learn transformers (fitted on training folds only).
 
-Order (issue 7): ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
+Order: ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
 associated with the target) -> Mann-Whitney U (Spearman test for a continuous target) -> z-score
 -> [optional PCA] -> LASSO with k-fold CV choosing lambda.  Every threshold is a parameter.
 

@@ -11,8 +11,17 @@ Public API::
 """
 
 from .cohort import CohortRadiomics, RoiSpec, extract_case, extract_cohort, make_tasks, plan_rois
-from .extractor import extract, get_extractor, quiet_pyradiomics
-from .params import DEFAULT, DEFAULT_2D, SHIPPED, is_2d, load_params, params_hash, shipped_path
+from .extractor import extract, get_extractor
+from .params import (
+           DEFAULT,
+           DEFAULT_2D,
+           SHIPPED,
+           is_2d,
+           load_params,
+           params_hash,
+           quiet_pyradiomics,
+           shipped_path,
+)
 from .tables import delta_abs, delta_rel, long_table, wide_table
 
 __all__ = ["DEFAULT", "DEFAULT_2D", "SHIPPED", "CohortRadiomics", "RoiSpec", "delta_abs", "delta_rel",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError, NACError
+from ..segmentation.measurements import volume_ml
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +100,12 @@ def surface_distances(a, b, spacing=None) -> dict[str, float]:
     }
 
 
-def volume_ml(mask, spacing) -> float:
-    """Mask volume in millilitres (voxel count x voxel volume in mm^3 / 1000)."""
-    return float(_binary(mask).sum()) * float(np.prod(np.asarray(spacing, dtype=float))) / 1000.0
-
-
 def compare_masks(a, b, spacing=None) -> dict[str, float]:
     """All spatial agreement measures of two masks on one grid (numpy arrays, spacing in array axis order)."""
     a, b = _binary(a), _binary(b)
     sp = _check_pair(a, b, spacing)
-    va, vb = volume_ml(a, sp), volume_ml(b, sp)
+    # measurements.volume_ml takes spacing in (x, y, z) order, the reverse of the array axes
+    va, vb = (volume_ml(m, None, tuple(reversed(sp))) for m in (a, b))
     out = {"dice": dice(a, b), "jaccard": jaccard(a, b)}
     if a.any() and b.any():
         out.update(surface_distances(a, b, sp))

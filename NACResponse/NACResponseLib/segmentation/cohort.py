@@ -62,19 +62,6 @@ def _write_provenance(store, rel: str, record: dict[str, Any]) -> None:
                    (f"segmentation:{rel}", now_iso(), json.dumps(record, default=str)))
 
 
-def _merge_table(store, name: str, frame, keys: list[str]):
-    """New rows replace old rows with the same keys; other old rows are kept."""
-    import pandas as pd
-
-    if store.has_table(name):
-        old = store.read_table(name)
-        if not old.empty and all(k in old for k in keys):
-            new_keys = set(map(tuple, frame[keys].astype(str).values.tolist()))
-            keep = [tuple(r) not in new_keys for r in old[keys].astype(str).values.tolist()]
-            frame = pd.concat([old[keep], frame], ignore_index=True)
-    return frame
-
-
 # ---- training -----------------------------------------------------------------------------------
 def cases_from_study(store, *, reader: str, method: str | None = None, channels: Iterable[str],
                      patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None
@@ -146,7 +133,7 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     import torch
 
     from ..study.store import StudyStore
-    from .inference import predict_case
+    from .inference import segment_case
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -154,7 +141,7 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     model = _cached_model(model_dir, device)
     cfg = InferenceConfig(**{**config, "roi_size": tuple(config["roi_size"]) if config.get("roi_size") else None})
     name = f"{patient_id}/{timepoint}"
-    pred = predict_case(model, channels, cfg, name=name)
+    pred = segment_case(model, channels, cfg, name=name)
     out: dict[str, Any] = {"volume_ml": pred.volume_ml, "empty": pred.empty, "message": pred.message,
                            "path": None, "probability_path": None}
     if save_probability:
@@ -170,7 +157,7 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     return out
 
 
-def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config: InferenceConfig | None = None,
+def segment_study(store, model_dir: str | Path, *, reader: str = "monai", config: InferenceConfig | None = None,
                   patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None,
                   save_probability: bool = False, mode: str = "serial", jobs: int | None = None,
                   device: str | None = None, threads: int | None = None,
@@ -205,7 +192,7 @@ def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config
         tasks.append(Task(key=f"{patient.patient_id}/{tp.name}", function=f"{__name__}:predict_task",
                           kwargs=kwargs, inputs=tuple(channels.values()), version=model.weights_sha256,
                           identity=identity, meta=base))
-    summary = run_tasks(tasks, store.root / "runs" / "seg_predict", mode=mode, jobs=jobs, stage="seg predict",
+    summary = run_tasks(tasks, store.work_dir("seg_predict"), mode=mode, jobs=jobs, stage="seg predict",
                         progress=progress, cancel=cancel)
     new_rows = []
     for task in tasks:
@@ -229,8 +216,8 @@ def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config
                                         "volume_ml", "probability_path", "message"])
     provenance = collect(step="seg predict", parameters={"reader": reader, **config.to_dict()},
                          extra={"model": model.identity, "runner": summary.as_dict()})
-    store.write_table(PREDICTIONS_TABLE, _merge_table(store, PREDICTIONS_TABLE, frame,
-                                                      ["patient_id", "timepoint", "reader"]), provenance)
+    store.write_table(PREDICTIONS_TABLE, store.merged(PREDICTIONS_TABLE, frame, ["patient_id", "timepoint", "reader"]),
+                      provenance)
     store.audit("seg predict", target=str(model_dir), details={"added": len(new_rows), "failed": summary.failed})
     return frame
 
@@ -277,8 +264,7 @@ def ftv_study(store, *, config: FTVConfig | None = None, roi_reader: str | None 
     frame = _with_ftv_change(frame)
     provenance = collect(step="seg ftv", parameters={**config.to_dict(), "roi_reader": roi_reader,
                                                      "roi_method": roi_method, "margin_mm": margin_mm})
-    store.write_table(FTV_TABLE, _merge_table(store, FTV_TABLE, frame, ["patient_id", "timepoint", "reader"]),
-                      provenance)
+    store.write_table(FTV_TABLE, store.merged(FTV_TABLE, frame, ["patient_id", "timepoint", "reader"]), provenance)
     return frame
 
 

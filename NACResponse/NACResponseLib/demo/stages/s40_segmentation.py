@@ -13,7 +13,7 @@ TITLE = "Tumour segmentation: MONAI training and inference, FTV, RECIST"
 
 def run(ctx) -> dict:
     from ...segmentation.bundle import read_metadata
-    from ...segmentation.cohort import ftv_study, measure_study, predict_study, train_from_study
+    from ...segmentation.cohort import ftv_study, measure_study, segment_study, train_from_study
     from ...segmentation.inference import InferenceConfig
     from ...segmentation.training import TrainingConfig, dice
 
@@ -32,7 +32,7 @@ def run(ctx) -> dict:
                          threads=threads)
     metrics = read_metadata(model_dir)["nacresponse"]["metrics"]
     train_s = time.perf_counter() - start
-    predictions = predict_study(store, model_dir, patients=test, config=InferenceConfig(tta=False),
+    predictions = segment_study(store, model_dir, patients=test, config=InferenceConfig(tta=False),
                                 threads=threads)
     cohort = store.cohort
     rows = []

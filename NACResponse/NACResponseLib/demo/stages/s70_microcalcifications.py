@@ -2,7 +2,7 @@
 
 Detects MCs on every mammogram of the study, clusters them, compares pre with post per patient
 side (RESMIN categories), takes the tumour RECIST category from the segmentation measurements
-(issue 5's API) and flags discordant cases.  When the generator's ``ground_truth.json`` is present
+(segmentation.measurements) and flags discordant cases.  When the generator's ``ground_truth.json`` is present
 the detections are also scored against the true MC positions (FROC sensitivity, extent error).
 """
 
