@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import comma_list
+from . import comma_list, report
 
 
 def register(subparsers) -> None:
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..cli import CANCEL
     from ..errors import InputError
-    from ..readers.agreement import run_agreement
+    from ..readers.cohort import run_agreement
     from ..study.store import StudyStore
 
     extra = []
@@ -42,11 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     res = run_agreement(StudyStore(args.study), session=args.session, readers=comma_list(args.readers), extra=extra,
                         consensus=args.consensus, timepoints=comma_list(args.timepoints),
                         allow_incomplete=args.allow_incomplete, cancel=CANCEL)
-    summary = res["summary"]
-    for _, row in summary.iterrows():
+    for _, row in res.outputs["summary"].iterrows():
         print(f"{row['reader_a']} vs {row['reader_b']}: {int(row['cases'])} cases, Dice median "
               f"{row['dice_median']:.3f}, HD95 median {row['hd95_mm_median']:.2f} mm, volume bias "
               f"{row.get('volume_bias_ml', float('nan')):.2f} mL")
-    for _, row in res["failed"].iterrows():
-        print(f"FAILED {row['patient_id']}/{row['timepoint']} {row['reader_a']} vs {row['reader_b']}: {row['error']}")
-    return 1 if len(res["failed"]) else 0
+    return report(res)

@@ -63,12 +63,11 @@ def run_radiomics(args) -> int:
                             images=args.images, readers=args.readers, methods=args.methods,
                             timepoints=args.timepoints, patients=args.patients,
                             resample_masks=args.resample_masks, cancel=CANCEL)
-    s = result.summary
-    print(f"radiomics: {s.message()}", file=sys.stderr)
+    print(f"radiomics: {result.summary.message().splitlines()[0]}", file=sys.stderr)
     print(f"radiomics: tables radiomics ({result.long.shape[0]} rows x {result.long.shape[1]} columns), "
           f"radiomics_wide ({result.wide.shape[0]} x {result.wide.shape[1]}), radiomics_failures "
           f"({len(result.failures)}) in {store.tables_dir}")
-    return 1 if s.failed else 0
+    return report(result)
 
 
 def register_deep_features(features_subparsers) -> argparse.ArgumentParser:

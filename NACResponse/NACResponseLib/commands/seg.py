@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from . import comma_list
+from . import comma_list, report
 
 
 def _triple(kind):
@@ -127,15 +127,14 @@ def _predict(args) -> int:
 
     config = InferenceConfig(roi_size=args.roi, overlap=args.overlap, sw_batch_size=args.sw_batch, tta=args.tta,
                              min_size_mm3=args.min_size, largest_component=not args.all_components)
-    frame = segment_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
+    res = segment_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
                           patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                           save_probability=args.probability, device=args.device, threads=args.threads,
                           mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=CANCEL)
-    counts = frame["status"].value_counts().to_dict()
-    print(f"seg predict: {counts}")
+    frame = res.outputs["table"]
     for _, row in frame[frame["status"].isin(["failed", "empty"])].iterrows():
         print(f"  {row['status'].upper()} {row['patient_id']}/{row['timepoint']}: {row['message']}", file=sys.stderr)
-    return 1 if counts.get("failed", 0) or counts.get("empty", 0) else 0
+    return report(res)
 
 
 def _ftv_config(args):
@@ -153,12 +152,13 @@ def _ftv(args) -> int:
         from ..segmentation.cohort import ftv_study
         from ..study.store import StudyStore
 
-        frame = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
-                          roi_method=args.roi_method, margin_mm=args.margin, patients=comma_list(args.patients),
-                          timepoints=comma_list(args.timepoints), cancel=CANCEL)
+        res = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
+                        roi_method=args.roi_method, margin_mm=args.margin, patients=comma_list(args.patients),
+                        timepoints=comma_list(args.timepoints), cancel=CANCEL)
+        frame = res.outputs["table"]
         cols = [c for c in ("patient_id", "timepoint", "ftv_cm3", "status") if c in frame]
         print(frame[cols].to_string(index=False))
-        return 1 if (frame["status"] == "failed").any() else 0
+        return report(res)
     if not (args.pre and args.early and args.late and args.out):
         raise InputError("seg ftv: give a study folder, or --pre, --early, --late and --out for one case")
     from ..imageio import read_image, write_image
@@ -178,8 +178,8 @@ def _measure(args) -> int:
     from ..segmentation.cohort import measure_study
     from ..study.store import StudyStore
 
-    frame = measure_study(StudyStore(args.study), readers=comma_list(args.readers), methods=comma_list(args.methods),
-                          patients=comma_list(args.patients), timepoints=comma_list(args.timepoints))
+    res = measure_study(StudyStore(args.study), readers=comma_list(args.readers), methods=comma_list(args.methods),
+                        patients=comma_list(args.patients), timepoints=comma_list(args.timepoints))
     cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm", "recist"]
-    print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 1 if (frame["status"] == "failed").any() else 0
+    print(res.outputs["table"][cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return report(res)

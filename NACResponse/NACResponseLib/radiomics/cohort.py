@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import CancelledError, InputError
 from ..progress import CancelToken, ProgressCallback
+from ..stage import StageResult
 from ..study.store import StudyStore
 from .params import DEFAULT, DEFAULT_2D, SHIPPED, load_params, params_hash, shipped_path, with_settings
 from .tables import ID_COLUMNS, long_table, wide_table
@@ -62,15 +63,19 @@ class RoiSpec:
                 "reader": self.reader, "method": self.method, "label": int(self.label)}
 
 
-class CohortRadiomics:
-    """What :func:`extract_cohort` produced (tables are also in the store when ``write``).
+class CohortRadiomics(StageResult):
+    """What :func:`extract_cohort` produced: the stage contract (done / reused / failed ROIs,
+    tables written) plus the tables themselves.
 
     ``long``, ``wide`` and ``failures`` are pandas DataFrames; when a rerun changed nothing
     (``reused_tables``) they are the stored tables, read from the study on first access.
+    ``summary`` is the runner's :class:`~NACResponseLib.runner.RunSummary`.
     """
 
     def __init__(self, long=None, wide=None, failures=None, summary=None, provenance: dict[str, Any] | None = None,
                  rois: list[RoiSpec] | None = None, *, store=None):
+        super().__init__("radiomics", done=summary.computed if summary else 0, reused=summary.reused if summary else 0,
+                         failed=dict(summary.failures) if summary else {})
         self._frames = {TABLE_LONG: long, TABLE_WIDE: wide, TABLE_FAILURES: failures}
         self._store = store
         self.summary = summary  # runner.RunSummary
@@ -360,9 +365,9 @@ def extract_cohort(store: StudyStore, params=None, params_2d=None, *, jobs: int 
                                 "merged_with_run": merged_from,
                                 "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
     if write:
-        store.write_table(TABLE_LONG, result.long, result.provenance)
-        store.write_table(TABLE_WIDE, result.wide, result.provenance)
-        store.write_table(TABLE_FAILURES, result.failures, result.provenance)
+        store.write_tables({TABLE_LONG: result.long, TABLE_WIDE: result.wide, TABLE_FAILURES: result.failures},
+                           result.provenance)
+        result.tables = list(TABLES)
         store.finish_run(run_id, status, summary.as_dict())
         store.audit("radiomics", target=f"table:{TABLE_LONG}",
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed})

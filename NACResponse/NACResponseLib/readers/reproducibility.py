@@ -25,7 +25,6 @@ from ..columns import feature_id, make_feature_id, split_feature_id
 from ..errors import InputError
 from ..radiomics.tables import long_feature_columns
 from .icc import ICC_FORMS, icc_table, normalise_form, ratings_from_long
-from .perturbation import perturbation_features
 
 DEFAULT_FORM = "ICC2"
 DEFAULT_THRESHOLD = 0.80
@@ -203,55 +202,3 @@ def icc_report(icc_long, whitelist, out_dir, *, form: str = DEFAULT_FORM, thresh
             by_group.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)]
     body += [f"<img src='{_html.escape(link_prefix + p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
     return {"kept": kept, "features": total, "by_group": by_group, "figures": figures, "html": "\n".join(body)}
-
-
-def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, threshold: float = DEFAULT_THRESHOLD,
-            use_ci_lower: bool = False, session: str | None = None, readers: Sequence[str] | None = None,
-            timepoints: Sequence[str] | None = None, perturb: bool = False, perturb_reader: str | None = None,
-            images: Sequence[str] = ("dce_early",), params=None, seed: int = 0, progress_mode: str | None = None,
-            cancel=None) -> dict[str, Any]:
-    """ICC filter of a study: reads the radiomics table (or re-extracts perturbations for a single
-    reader), writes ``icc`` and ``icc_whitelist`` with provenance, and figures under ``reports/icc``.
-
-    With ``session`` the readers default to the session's readers and its spec goes into the
-    provenance.  Returns the whitelist summary, the report HTML and per-case failures.
-    """
-    from ..atomic import atomic_write_text
-
-    form = normalise_form(form)
-    sess = None
-    if session:
-        from .sessions import ReaderSession
-
-        sess = ReaderSession(store, session)
-        readers = readers or sess.spec.readers
-    failed: dict[str, str] = {}
-    if perturb:
-        from ..progress import Progress
-
-        n_cases = sum(1 for p in store.cohort for t in p.timepoints.values()
-                      if not timepoints or t.name in timepoints)
-        with Progress(n_cases, "perturbation radiomics", mode=progress_mode) as progress:
-            features, failed = perturbation_features(store, reader=perturb_reader, images=images,
-                                                     timepoints=timepoints, params=params, seed=seed,
-                                                     progress=progress, cancel=cancel)
-        if features.empty:
-            raise InputError(f"{store.root}: no perturbation could be extracted ({failed})")
-        icc_long = perturbation_icc(features)
-        inputs: list[str] = []
-    else:
-        frame = store.read_table(table)
-        icc_long = radiomics_icc(frame, readers=readers, timepoints=timepoints)
-        inputs = [table]
-    whitelist = icc_filter(icc_long, form=form, threshold=threshold, use_ci_lower=use_ci_lower)
-    parameters = {"form": form, "threshold": threshold, "use_ci_lower": use_ci_lower, "table": table,
-                  "readers": list(readers or []), "timepoints": list(timepoints or []), "perturb": perturb,
-                  "images": list(images) if perturb else None, "seed": seed if perturb else None}
-    summary = write_whitelist(store, whitelist, icc_long, parameters=parameters, session=sess, inputs=inputs)
-    report = icc_report(icc_long, whitelist, store.reports_dir / "icc", form=form, threshold=threshold,
-                        use_ci_lower=use_ci_lower)
-    atomic_write_text(store.reports_dir / "icc" / "icc.html", "<!doctype html><meta charset='utf-8'>"
-                      "<title>Feature reproducibility (ICC)</title><h1>Feature reproducibility (ICC)</h1>"
-                      + report["html"])
-    return {**summary, "html": report["html"], "figures": report["figures"], "by_group": report["by_group"],
-            "failed": failed}

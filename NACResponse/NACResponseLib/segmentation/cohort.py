@@ -22,7 +22,9 @@ from ..errors import InputError
 from ..imageio import read_image, write_image
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
+from ..stage import StageResult
 from ..study.model import timepoint_order
+from ..study.store import StudyStore
 from .ftv import FTVConfig, functional_tumour_volume
 from .inference import InferenceConfig
 from .measurements import change_table, measure_mask
@@ -63,7 +65,7 @@ def _write_provenance(store, rel: str, record: dict[str, Any]) -> None:
 
 
 # ---- training -----------------------------------------------------------------------------------
-def cases_from_study(store, *, reader: str, method: str | None = None, channels: Iterable[str],
+def cases_from_study(store: StudyStore, *, reader: str, method: str | None = None, channels: Iterable[str],
                      patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None
                      ) -> tuple[list[TrainingCase], list[str]]:
     """Labelled cases (a segmentation by ``reader`` and every channel present) and skip reasons."""
@@ -85,7 +87,7 @@ def cases_from_study(store, *, reader: str, method: str | None = None, channels:
     return cases, skipped
 
 
-def train_from_study(store, out_dir: str | Path, *, reader: str, method: str | None = None,
+def train_from_study(store: StudyStore, out_dir: str | Path, *, reader: str, method: str | None = None,
                      config: TrainingConfig | None = None, patients: Iterable[str] | None = None,
                      timepoints: Iterable[str] | None = None, threads: int | None = None,
                      progress: Callable[[int, int, str], None] | None = None,
@@ -157,12 +159,17 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     return out
 
 
-def segment_study(store, model_dir: str | Path, *, reader: str = "monai", config: InferenceConfig | None = None,
+def segment_study(store: StudyStore, model_dir: str | Path, *, reader: str = "monai", config: InferenceConfig | None = None,
                   patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None,
                   save_probability: bool = False, mode: str = "serial", jobs: int | None = None,
                   device: str | None = None, threads: int | None = None,
-                  progress: Callable[[int, int, str], None] | None = None, cancel: CancelToken | None = None):
-    """Segment every selected case; add the masks to the manifest; return the result table."""
+                  progress: Callable[[int, int, str], None] | None = None,
+                  cancel: CancelToken | None = None) -> StageResult:
+    """Segment every selected case and add the masks to the manifest (table ``seg_predictions``).
+
+    A case whose mask is already listed is reused; an empty prediction counts as failed (it is
+    reported, nothing is added).  ``outputs["table"]``: this run's rows.
+    """
     import pandas as pd
 
     from ..runner import Task, run_tasks
@@ -219,7 +226,18 @@ def segment_study(store, model_dir: str | Path, *, reader: str = "monai", config
     store.write_table(PREDICTIONS_TABLE, store.merged(PREDICTIONS_TABLE, frame, ["patient_id", "timepoint", "reader"]),
                       provenance)
     store.audit("seg predict", target=str(model_dir), details={"added": len(new_rows), "failed": summary.failed})
-    return frame
+    return _stage_result("seg predict", frame, PREDICTIONS_TABLE, failed_status=("failed", "empty"))
+
+
+def _stage_result(stage: str, frame, table: str, failed_status=("failed",)) -> StageResult:
+    """Rows with a ``status`` column -> the stage contract (``exists`` = reused from an earlier run)."""
+    where = frame["patient_id"].astype(str) + "/" + frame["timepoint"].astype(str)
+    bad = frame["status"].isin(failed_status)
+    failed = {f"{w} ({s})" if s != "failed" else w: str(m) for w, s, m in
+              zip(where[bad], frame.loc[bad, "status"], frame.loc[bad, "message"])}
+    reused = int((frame["status"] == "exists").sum())
+    return StageResult(stage, done=int(len(frame) - bad.sum() - reused), reused=reused, failed=failed,
+                       tables=[table], outputs={"table": frame})
 
 
 # ---- functional tumour volume -------------------------------------------------------------------
@@ -235,11 +253,14 @@ def roi_box(mask: sitk.Image, margin_mm: float) -> tuple[int, ...] | None:
     return (int(lo[2]), int(lo[1]), int(lo[0]), int(hi[2]), int(hi[1]), int(hi[0]))
 
 
-def ftv_study(store, *, config: FTVConfig | None = None, roi_reader: str | None = None,
+def ftv_study(store: StudyStore, *, config: FTVConfig | None = None, roi_reader: str | None = None,
               roi_method: str | None = None, margin_mm: float = 10.0, reader: str = "ftv",
               patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None,
-              save_maps: bool = True, cancel: CancelToken | None = None):
-    """FTV for every case with DCE pre/early/late; the box is ``roi_reader``'s mask + margin (or the image)."""
+              save_maps: bool = True, cancel: CancelToken | None = None) -> StageResult:
+    """FTV for every case with DCE pre/early/late; the box is ``roi_reader``'s mask + margin (or the image).
+
+    Writes table ``ftv``; ``outputs["table"]``: this run's rows.
+    """
     import pandas as pd
 
     config = config or FTVConfig()
@@ -265,7 +286,7 @@ def ftv_study(store, *, config: FTVConfig | None = None, roi_reader: str | None 
     provenance = collect(step="seg ftv", parameters={**config.to_dict(), "roi_reader": roi_reader,
                                                      "roi_method": roi_method, "margin_mm": margin_mm})
     store.write_table(FTV_TABLE, store.merged(FTV_TABLE, frame, ["patient_id", "timepoint", "reader"]), provenance)
-    return frame
+    return _stage_result("seg ftv", frame, FTV_TABLE)
 
 
 def _ftv_case(store, patient, tp, config, roi_reader, roi_method, margin_mm, reader, listed, save_maps,
@@ -319,9 +340,13 @@ def _with_ftv_change(frame):
 
 
 # ---- measurements -------------------------------------------------------------------------------
-def measure_study(store, *, readers: Iterable[str] | None = None, methods: Iterable[str] | None = None,
-                  patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None):
-    """Volume, diameters, change from baseline and RECIST category for every segmentation series."""
+def measure_study(store: StudyStore, *, readers: Iterable[str] | None = None, methods: Iterable[str] | None = None,
+                  patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None) -> StageResult:
+    """Volume, diameters, change from baseline and RECIST category for every segmentation series.
+
+    Writes table ``tumour_measurements`` (a run over a subset keeps the other rows);
+    ``outputs["table"]``: this run's rows.
+    """
     import pandas as pd
 
     readers = set(readers) if readers else None
@@ -348,8 +373,10 @@ def measure_study(store, *, readers: Iterable[str] | None = None, methods: Itera
                "volume_change_pct", "recist", "status", "message", "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["diameter_slice"] = frame["diameter_slice"].astype("Int64")
-    store.write_table(MEASUREMENTS_TABLE, frame,
+    subset = any(x is not None for x in (readers, methods, patients, timepoints))
+    stored = store.merged(MEASUREMENTS_TABLE, frame, ["patient_id", "timepoint", "reader", "method"]) if subset else frame
+    store.write_table(MEASUREMENTS_TABLE, stored,
                       collect(step="seg measure", parameters={"readers": sorted(readers or []),
                                                               "methods": sorted(methods or [])}))
-    return frame
+    return _stage_result("seg measure", frame, MEASUREMENTS_TABLE)
 

@@ -33,7 +33,7 @@ def run(ctx) -> dict:
     metrics = read_metadata(model_dir)["nacresponse"]["metrics"]
     train_s = time.perf_counter() - start
     predictions = segment_study(store, model_dir, patients=test, config=InferenceConfig(tta=False),
-                                threads=threads)
+                                threads=threads).outputs["table"]
     cohort = store.cohort
     rows = []
     for _, r in predictions.iterrows():
@@ -44,8 +44,8 @@ def run(ctx) -> dict:
         rows.append((r["patient_id"], r["timepoint"], r["status"], float(gt.sum()) * 2e-3, dice(pred, gt)))
     measurable = [d for *_, vol, d in rows if vol >= 1.0]
     infer_s = time.perf_counter() - start - train_s
-    ftv = ftv_study(store, roi_reader="R1", patients=test + train[:2])
-    measures = measure_study(store, readers=["GT", "R1", "monai"], patients=test + train[:2])
+    ftv = ftv_study(store, roi_reader="R1", patients=test + train[:2]).outputs["table"]
+    measures = measure_study(store, readers=["GT", "R1", "monai"], patients=test + train[:2]).outputs["table"]
     recist = measures[measures["reader"] == "GT"]["recist"].value_counts().to_dict()
     table = "".join(f"<tr><td>{html.escape(p)}</td><td>{t}</td><td>{s}</td><td>{v:.2f}</td><td>{d:.3f}</td></tr>"
                     for p, t, s, v, d in rows)
