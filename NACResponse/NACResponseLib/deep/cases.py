@@ -10,6 +10,7 @@ from ..columns import reader_selected, wide_reader_ids
 from ..errors import MissingTimepointError, NACError
 from ..imageio import read_image, read_mask
 from ..study.model import Cohort, Image, Segmentation, Timepoint, timepoint_order
+from ..study.store import StudyStore
 
 #: DCE early post-contrast, then ADC (or DWI when there is no ADC map), then T2.
 DEFAULT_CHANNELS = ("dce_early", "adc|dwi", "t2w")
@@ -75,7 +76,7 @@ def resolve_image(timepoint: Timepoint, spec: str, where: str) -> Image:
                                 f"(images there: {[i.key for i in timepoint.images]})")
 
 
-def read_case_images(store, case: Case, channels: tuple[str, ...] | list[str]) -> tuple[list[sitk.Image], list[str]]:
+def read_case_images(store: StudyStore, case: Case, channels: tuple[str, ...] | list[str]) -> tuple[list[sitk.Image], list[str]]:
     """Read the channel images of a case (errors name the patient, timepoint and file)."""
     tp = store.cohort[case.patient_id].timepoint(case.timepoint)
     images, names = [], []
@@ -86,7 +87,7 @@ def read_case_images(store, case: Case, channels: tuple[str, ...] | list[str]) -
     return images, names
 
 
-def input_paths(store, cases: list[Case], channels) -> list:
+def input_paths(store: StudyStore, cases: list[Case], channels) -> list:
     """The image and mask files behind ``cases`` (for provenance hashes); unresolvable ones are skipped."""
     paths = {}
     for case in cases:
@@ -101,7 +102,7 @@ def input_paths(store, cases: list[Case], channels) -> list:
     return [paths[k] for k in sorted(paths)]
 
 
-def read_case_mask(store, case: Case) -> sitk.Image:
+def read_case_mask(store: StudyStore, case: Case) -> sitk.Image:
     """The case's tumour mask, checked for emptiness and its label (InputError names the file)."""
     seg = case.segmentation
     return read_mask(store.path(seg.path), label=seg.label)

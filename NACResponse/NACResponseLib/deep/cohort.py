@@ -299,7 +299,7 @@ def gradcam_path(store: StudyStore, case: Case, model_name: str = "resnet50") ->
     return store.root / "deep" / "gradcam" / case.patient_id / case.timepoint / f"{case.reader}__{model_name}.nii.gz"
 
 
-def _write_gradcams(store, model, batch: list[tuple[Case, SliceInput]], failures: list[dict[str, str]]) -> None:
+def _write_gradcams(store: StudyStore, model, batch: list[tuple[Case, SliceInput]], failures: list[dict[str, str]]) -> None:
     from .gradcam import resnet_gradcam, write_map
 
     for case, item in batch:

@@ -161,7 +161,7 @@ def detect_image(path: str, params: dict, spacing_mm: float | None = None,
             "detections": [[_plain(v) for v in det[c].tolist()] for c in det.columns]}
 
 
-def _detect_tasks(store, items, params: dict, spacing_mm: float | None):
+def _detect_tasks(store: StudyStore, items, params: dict, spacing_mm: float | None):
     from ..runner import Task
 
     tasks = []

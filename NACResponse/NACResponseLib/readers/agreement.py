@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GeometryMismatchError, InputError, NACError
 from ..segmentation.measurements import volume_ml
+from ..study.store import StudyStore
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def segmentation_sets(cohort, readers: Sequence[str] | None = None, methods: Seq
     return out
 
 
-def pairwise_agreement(store, sets: dict[tuple[str, str], dict[str, Any]] | None = None, *,
+def pairwise_agreement(store: StudyStore, sets: dict[tuple[str, str], dict[str, Any]] | None = None, *,
                        readers: Sequence[str] | None = None, progress=None, cancel=None):
     """Agreement for every reader pair and case of a study; per-case failures are recorded, not fatal.
 

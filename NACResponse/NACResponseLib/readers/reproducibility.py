@@ -24,6 +24,7 @@ import numpy as np
 from ..columns import feature_id, make_feature_id, split_feature_id
 from ..errors import InputError
 from ..radiomics.tables import long_feature_columns
+from ..study.store import StudyStore
 from .icc import ICC_FORMS, icc_table, normalise_form, ratings_from_long
 
 DEFAULT_FORM = "ICC2"
@@ -113,7 +114,7 @@ def icc_filter(icc_long, *, form: str = DEFAULT_FORM, threshold: float = DEFAULT
     return sub[WHITELIST_COLUMNS].reset_index(drop=True)
 
 
-def write_whitelist(store, whitelist, icc_long=None, *, parameters: dict[str, Any] | None = None,
+def write_whitelist(store: StudyStore, whitelist, icc_long=None, *, parameters: dict[str, Any] | None = None,
                     session=None, inputs: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``icc_whitelist`` (and the full ``icc`` table when given) with provenance.
 

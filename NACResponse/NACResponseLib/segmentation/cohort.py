@@ -42,7 +42,7 @@ def output_path(patient_id: str, timepoint: str, reader: str, method: str, suffi
     return f"{SEG_DIR}/{patient_id}/{timepoint}/{reader}__{method}{suffix}.nii.gz"
 
 
-def _selected(store, patients: Iterable[str] | None, timepoints: Iterable[str] | None):
+def _selected(store: StudyStore, patients: Iterable[str] | None, timepoints: Iterable[str] | None):
     patients = set(patients) if patients else None
     timepoints = set(timepoints) if timepoints else None
     for patient in store.cohort:
@@ -53,11 +53,11 @@ def _selected(store, patients: Iterable[str] | None, timepoints: Iterable[str] |
                 yield patient, tp
 
 
-def _listed_paths(store) -> set[str]:
+def _listed_paths(store: StudyStore) -> set[str]:
     return {s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations}
 
 
-def _write_provenance(store, rel: str, record: dict[str, Any]) -> None:
+def _write_provenance(store: StudyStore, rel: str, record: dict[str, Any]) -> None:
     atomic_write_text(store.path(rel + ".provenance.json"), json.dumps(record, indent=1, default=str))
     with store.catalogue() as db:
         db.execute("INSERT INTO provenance (target, created, record) VALUES (?,?,?)",
@@ -289,7 +289,7 @@ def ftv_study(store: StudyStore, *, config: FTVConfig | None = None, roi_reader:
     return _stage_result("seg ftv", frame, FTV_TABLE)
 
 
-def _ftv_case(store, patient, tp, config, roi_reader, roi_method, margin_mm, reader, listed, save_maps,
+def _ftv_case(store: StudyStore, patient, tp, config, roi_reader, roi_method, margin_mm, reader, listed, save_maps,
               new_rows) -> dict[str, Any]:
     missing = [k for k in ("dce_pre", "dce_early", "dce_late") if not tp.has_image(k)]
     if missing:
