@@ -13,9 +13,10 @@ LIB = Path(__file__).resolve().parents[1] / "NACResponse" / "NACResponseLib"
 PACKAGE = "NACResponseLib"
 
 ENTRY = {"cli", "commands", "demo"}
-DOMAINS = {"study", "readers", "radiomics", "segmentation", "deep", "mc", "modelling"}
-GROUND = {"runner", "errors", "atomic", "filelock", "provenance", "progress", "geometry", "imageio", "columns",
-          "stage", "resources"}
+# reporting reads every other domain (the per-case report); it is a domain all the same
+DOMAINS = {"study", "readers", "radiomics", "segmentation", "deep", "mc", "modelling", "reporting"}
+GROUND = {"runner", "errors", "atomic", "filelock", "provenance", "progress", "geometry", "imageio", "imageheaders",
+          "paths", "columns", "stage", "resources"}
 FORBIDDEN_TOP = {"slicer", "vtk", "qt", "ctk", "NACResponseSlicerLib", "PythonQt", "mrml", "vtkmodules"}
 
 

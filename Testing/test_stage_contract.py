@@ -69,3 +69,14 @@ def test_merged_keeps_every_row_the_run_did_not_plan(store):
         store.work_dir("../outside")
     assert store.work_dir("radiomics") == store.root / "work" / "radiomics"
     assert store.cache_dir("deep_resnet50") == store.root / "cache" / "deep_resnet50"
+
+
+def test_command_helpers_are_not_shadowed_by_command_modules():
+    """``from . import name`` in a command file must get the helper, not a submodule of that name."""
+    import pkgutil
+
+    from NACResponseLib import commands
+
+    modules = {m.name for m in pkgutil.iter_modules(commands.__path__)}
+    assert not {"comma_list", "print_result"} & modules
+    assert commands.comma_list(" a, b,,c ") == ["a", "b", "c"] and commands.comma_list("") is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import comma_list, report
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -22,13 +22,10 @@ def register(subparsers) -> None:
                    help="add another segmentation as a reader, e.g. GT:reference (repeatable)")
     p.add_argument("--consensus", choices=("staple", "majority"),
                    help="build this consensus of the readers and compare it too")
-    p.add_argument("--allow-incomplete", action="store_true",
-                   help="with --session: compare finished cases before every reader is done")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..errors import InputError
     from ..readers.cohort import run_agreement
     from ..study.store import StudyStore
@@ -40,10 +37,9 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"--include {item!r}: use READER:METHOD, e.g. GT:reference")
         extra.append((reader, method))
     res = run_agreement(StudyStore(args.study), session=args.session, readers=comma_list(args.readers), extra=extra,
-                        consensus=args.consensus, timepoints=comma_list(args.timepoints),
-                        allow_incomplete=args.allow_incomplete, cancel=CANCEL)
+                        consensus=args.consensus, timepoints=comma_list(args.timepoints), cancel=args.cancel)
     for _, row in res.outputs["summary"].iterrows():
         print(f"{row['reader_a']} vs {row['reader_b']}: {int(row['cases'])} cases, Dice median "
               f"{row['dice_median']:.3f}, HD95 median {row['hd95_mm_median']:.2f} mm, volume bias "
               f"{row.get('volume_bias_ml', float('nan')):.2f} mL")
-    return report(res)
+    return print_result(res)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import comma_list, report
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -31,7 +31,8 @@ def register_radiomics(features_subparsers) -> None:
                     "only computes what is missing.")
     p.add_argument("study", help="study folder")
     p.add_argument("--params", default=None,
-                   help="pyradiomics parameter file (YAML/JSON) or a shipped set: breast (default), fast, ibsi")
+                   help="pyradiomics parameter file (YAML/JSON) or a shipped set: breast (default), fast, ibsi; "
+                        "a file with an 'ibsi' section gets IBSI image processing (README: IBSI mode)")
     p.add_argument("--params-2d", default=None, help="parameter file for 2D images (default: breast_2d)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--jobs", "-j", type=int, default=None, help="local worker processes (default: all cores)")
@@ -49,7 +50,6 @@ def register_radiomics(features_subparsers) -> None:
 
 
 def run_radiomics(args) -> int:
-    from ..cli import CANCEL
     from ..radiomics import extract_cohort
     from ..study.store import StudyStore
 
@@ -62,12 +62,12 @@ def run_radiomics(args) -> int:
     result = extract_cohort(store, args.params, args.params_2d, jobs=args.jobs, scheduler=args.scheduler, mode=mode,
                             images=args.images, readers=args.readers, methods=args.methods,
                             timepoints=args.timepoints, patients=args.patients,
-                            resample_masks=args.resample_masks, cancel=CANCEL)
+                            resample_masks=args.resample_masks, cancel=args.cancel)
     print(f"radiomics: {result.summary.message().splitlines()[0]}", file=sys.stderr)
     print(f"radiomics: tables radiomics ({result.long.shape[0]} rows x {result.long.shape[1]} columns), "
           f"radiomics_wide ({result.wide.shape[0]} x {result.wide.shape[1]}), radiomics_failures "
           f"({len(result.failures)}) in {store.tables_dir}")
-    return report(result)
+    return print_result(result)
 
 
 def register_deep_features(features_subparsers) -> argparse.ArgumentParser:
@@ -107,7 +107,6 @@ def register_deep_features(features_subparsers) -> argparse.ArgumentParser:
 
 
 def run_deep_features(args) -> int:
-    from ..cli import CANCEL
     from ..deep.cohort import ResNetSettings, extract_bottleneck, extract_resnet50
     from ..errors import InputError
     from ..study.store import StudyStore
@@ -127,17 +126,17 @@ def run_deep_features(args) -> int:
                                random_weights=args.random_weights, settings=settings, readers=readers,
                                timepoints=timepoints, batch_size=args.batch_size, mode=args.mode,
                                precision=args.precision, threads=args.threads, gradcam=args.gradcam,
-                               cancel=CANCEL)
+                               cancel=args.cancel)
         results.append(res)
         if args.random_weights:
             print("WARNING: random ResNet-50 weights (--random-weights): features are for testing only",
                   file=sys.stderr)
     if args.seg_model:
-        res = extract_bottleneck(store, args.seg_model, readers=readers, timepoints=timepoints, cancel=CANCEL)
+        res = extract_bottleneck(store, args.seg_model, readers=readers, timepoints=timepoints, cancel=args.cancel)
         results.append(res)
     status = 0
     for res in results:
-        status = max(status, report(res))
+        status = max(status, print_result(res))
         if res.outputs["path"] is None:
             print(f"{res.stage}: no table written (no ROI succeeded)")
             status = 1

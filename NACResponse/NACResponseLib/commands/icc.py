@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import comma_list, report
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -35,15 +35,14 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..readers.cohort import run_icc
     from ..study.store import StudyStore
 
     res = run_icc(StudyStore(args.study), table=args.table, form=args.form, threshold=args.threshold,
                   use_ci_lower=args.use_ci_lower, session=args.session, readers=comma_list(args.readers),
                   timepoints=comma_list(args.timepoints), perturb=args.perturb, perturb_reader=args.reader,
-                  images=comma_list(args.images) or ["dce_early"], params=args.params, seed=args.seed, cancel=CANCEL)
+                  images=comma_list(args.images) or ["dce_early"], params=args.params, seed=args.seed, cancel=args.cancel)
     out = res.outputs
     print(f"{out['kept']} of {out['features']} features kept ({out['fraction_kept']:.0%}); "
           f"report {Path(args.study) / 'reports' / 'icc' / 'icc.html'}")
-    return report(res)
+    return print_result(res)

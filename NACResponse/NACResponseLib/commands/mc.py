@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..mc.longitudinal import MAX_MATCH_MM
-from . import comma_list, report
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -56,15 +56,14 @@ def register(subparsers) -> None:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..mc.cohort import detect_study
     from ..mc.detect import DetectorParams
     from ..study.store import StudyStore
 
     res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold),
                        spacing_mm=args.spacing_mm, timepoints=comma_list(args.timepoints), force=args.force,
-                       cancel=CANCEL)
-    return report(res)
+                       cancel=args.cancel)
+    return print_result(res)
 
 
 def _extent(args: argparse.Namespace) -> int:
@@ -83,7 +82,7 @@ def _extent(args: argparse.Namespace) -> int:
     print(f"{res.outputs['clusters']} clusters")
     for case, pts in res.outputs["unmatched_removals"].items():
         print(f"WARNING {case}: removal points matched no detection: {pts}")
-    return report(res)
+    return print_result(res)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -98,7 +97,7 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"{flag}{row.patient_id} {row.laterality}: MC {row.mc_category} ({row.pre_extent_mm:.1f} -> "
               f"{row.post_extent_mm:.1f} mm), tumour {row.tumour_recist}")
     print(f"{res.outputs['patients']} patient sides compared, {res.outputs['flagged']} flagged")
-    return report(res)
+    return print_result(res)
 
 
 def _read_recist(path: Path) -> dict[str, str]:

@@ -121,7 +121,6 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from ..cli import CANCEL
     from ..modelling.cohort import evaluate_study
     from ..modelling.workflow import EvaluationSettings
     from ..progress import Progress
@@ -139,7 +138,7 @@ def _evaluate(args) -> int:
                              selection=_selection(args), settings=settings, reader=args.reader,
                              deep_table=args.deep_table, stepwise_kind=args.stepwise_model or None,
                              stepwise_weights=(args.early_weight, args.late_weight), rcb=not args.no_rcb,
-                             out_dir=args.out, cancel=CANCEL, progress=prog)
+                             out_dir=args.out, cancel=args.cancel, progress=prog)
     for name, m in res["models"].items():
         a = m["metrics"]["auc"]
         print(f"{name}: AUC {a['estimate']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}], "

@@ -402,3 +402,23 @@ def compare_study(store: StudyStore, *, pre: str = "pre", post: str = "post", re
     return StageResult("mc compare", done=len(resmin), tables=["mc_longitudinal", "mc_resmin"],
                        outputs={"patients": len(resmin), "resmin": resmin,
                                 "flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0})
+
+
+def resmin_panels(store: StudyStore, row, mcs: pd.DataFrame, clusters: pd.DataFrame, *, pre: str = "pre",
+                  post: str = "post") -> list[dict]:
+    """The pre and post panels of ``overlays.render_overlay`` for one ``mc_resmin`` row, on the view
+    holding its largest residual cluster; [] when either mammogram is missing."""
+    view = getattr(row, "residual_view", None) or "CC"
+    key = f"mg_{str(view).lower()}_{row.laterality}"
+    patient = store.cohort[row.patient_id]
+    panels = []
+    for tp in (pre, post):
+        if tp not in patient.timepoints or not patient.timepoints[tp].has_image(key):
+            return []
+        img = patient.timepoints[tp].image(key)
+        arr, spacing, _ = load_mammogram(store.path(img.path), manifest_spacing_mm=img.pixel_spacing_mm)
+        sel = (mcs["patient_id"] == row.patient_id) & (mcs["timepoint"] == tp) & (mcs["image"] == key)
+        csel = (clusters["patient_id"] == row.patient_id) & (clusters["timepoint"] == tp) & (clusters["image"] == key)
+        panels.append({"image": arr, "spacing_mm": spacing, "mcs": mcs[sel], "clusters": clusters[csel],
+                       "title": f"{tp}: {int(csel.sum())} cluster(s)", "key": key, "path": img.path})
+    return panels

@@ -104,9 +104,13 @@ def evaluate_study(store, *, target: str = "pcr", kinds=MODEL_KINDS, classifier:
         inputs=_input_paths(store, kinds, deep_table), base=store.root)
     out_dir = Path(out_dir) if out_dir else store.reports_dir / "models" / target
     out_dir.mkdir(parents=True, exist_ok=True)
+    _write_predictions(store, results)
+    from ..study.tables_export import export_beside_report
+
+    used = [p.stem for p in _input_paths(store, kinds, deep_table) if p.suffix == ".parquet"]
+    results["tables_html"] = export_beside_report(store, [*used, f"model_predictions_{target}"], out_dir)
     atomic_write_text(out_dir / "evaluation.json", results_to_json(results))
     results["report"] = str(write_report(results, out_dir, f"Response models: {target}"))
-    _write_predictions(store, results)
     return results
 
 

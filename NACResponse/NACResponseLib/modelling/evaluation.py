@@ -28,6 +28,17 @@ def roc_auc(y, p) -> float:
     return float((r[y == 1].sum() - m * (m + 1) / 2) / (m * n))
 
 
+def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical ROC curve (false-positive rate, true-positive rate), as the report plots it."""
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(y).astype(int).ravel()
+    if len(np.unique(y)) != 2:
+        raise ValueError("an ROC curve needs both outcomes")
+    fpr, tpr, _ = roc_curve(y, np.asarray(p, dtype=float).ravel())
+    return fpr, tpr
+
+
 def confusion_metrics(y, p, threshold: float) -> dict[str, float]:
     """Metrics for the rule "positive when p >= threshold"."""
     y = np.asarray(y).astype(int).ravel()

@@ -52,13 +52,14 @@ def plot_roc(models: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
+
+    from .evaluation import roc_points
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for k, (name, m) in enumerate(models.items()):
         y, p = np.asarray(m["y"]), np.asarray(m["oof"])
         c = COLORS[k % len(COLORS)]
-        fpr, tpr, _ = roc_curve(y, p)
+        fpr, tpr = roc_points(y, p)
         a = m["metrics"]["auc"]
         ax.plot(fpr, tpr, color=c, label=f"{name}: AUC {a['estimate']:.2f} [{a['ci_low']:.2f}-{a['ci_high']:.2f}]")
         g, lo, hi = _roc_band(y, p)
@@ -199,7 +200,7 @@ def report_body(results: dict[str, Any], out_dir: Path, prefix: str = "") -> str
 
 def write_report(results: dict[str, Any], out_dir: str | Path, title: str = "NACResponse model report") -> Path:
     out_dir = Path(out_dir)
-    body = report_body(results, out_dir)
+    body = report_body(results, out_dir) + results.get("tables_html", "")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:85%}</style></head><body>"

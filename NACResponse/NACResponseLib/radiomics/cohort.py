@@ -6,7 +6,10 @@ DCE-grid mask with dce_pre/dce_early/dce_late/t2w but not with a coarser DWI/ADC
 images explicitly (``images=[...]``) to pair them regardless (a grid mismatch is then a recorded
 failure), or set ``resample_masks=True`` to let pyradiomics resample the mask onto each image's
 grid with nearest neighbour (its ``correctMask`` setting).  2D images (ultrasound, mammography)
-use the 2D parameter set.
+use the 2D parameter set.  Nothing is skipped silently: a mask is always paired with its
+reference image (so a mask off that grid, of the wrong dimension or unreadable is a failure row),
+an unreadable image is paired with every mask of its timepoint, and a mask whose reference image
+is not in the manifest gets a failure row saying so.
 
 Two things keep the runner's throughput close to the number of cores: ROIs are handed out
 largest first (an estimate from the mask's label volume and the number of filtered images, see
@@ -53,6 +56,7 @@ class RoiSpec:
     image_path: str
     mask_path: str
     dimension: int = 3
+    problem: str | None = None  # known at planning: the task fails with this message
 
     @property
     def key(self) -> str:
@@ -163,18 +167,27 @@ def plan_rois(store: StudyStore, *, images: list[str] | None = None, readers: li
                     if images is not None:
                         if img.key not in images and img.role not in images:
                             continue
-                    else:
+                    elif img.key != seg.reference:  # the reference pair always stays: its failure names why
                         img_grid = grid(img.path)
-                        if mask_grid is None or img_grid is None:
-                            # unreadable file: keep the reference pair so the failure is reported
-                            if img.key != seg.reference:
-                                continue
-                        elif img_grid[0] != mask_grid[0] or (img_grid != mask_grid and not resample_masks):
+                        if mask_grid is None:
+                            continue  # unreadable mask: reported once, on its reference pair
+                        if img_grid is not None and (img_grid[0] != mask_grid[0]
+                                                     or (img_grid != mask_grid and not resample_masks)):
                             continue
                     g = grid(img.path)
                     out.append(RoiSpec(patient.patient_id, tp.name, img.key, seg.reader, seg.method, int(seg.label),
                                        img.path, seg.path, g[0] if g else 3))
+                if not tp.has_image(seg.reference) and (images is None or seg.reference in images):
+                    out.append(RoiSpec(patient.patient_id, tp.name, seg.reference, seg.reader, seg.method,
+                                       int(seg.label), "", seg.path, mask_grid[0] if mask_grid else 3,
+                                       problem=f"{seg.path}: its reference image {seg.reference!r} is not in the "
+                                               f"manifest for {patient.patient_id}/{tp.name}; nothing to extract on"))
     return out
+
+
+def planned_failure(problem: str) -> None:
+    """Runner task of a pair that cannot be extracted, so its failure row is recorded like any other."""
+    raise InputError(problem)
 
 
 def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict, dict[str, Any]]:
@@ -207,6 +220,10 @@ def make_tasks(store: StudyStore, rois: list[RoiSpec], params3d: dict, params2d:
     version = f"pyradiomics={metadata.version('pyradiomics')}"
     tasks = []
     for roi in rois:
+        if roi.problem is not None:
+            tasks.append(Task(key=roi.key, function=f"{__name__}:planned_failure", kwargs={"problem": roi.problem},
+                              identity={"roi": roi.key, "problem": roi.problem}, version=version, meta=roi.id_row()))
+            continue
         p = params2d if roi.dimension == 2 else params3d
         image, mask = store.path(roi.image_path), store.path(roi.mask_path)
         tasks.append(Task(
@@ -242,6 +259,8 @@ def roi_cost(task) -> float:
     an extraction); an unreadable mask costs 0 (it fails fast).
     """
     kw = task.kwargs
+    if "mask" not in kw:  # a planned failure
+        return 0.0
     volume = _label_volumes(kw["mask"]).get(int(kw["label"]), 0.0)
     spacing = (kw["params"].get("setting") or {}).get("resampledPixelSpacing")
     if spacing and all(spacing):

@@ -29,28 +29,30 @@ from .reproducibility import (
 
 def run_agreement(store: StudyStore, *, session: str | None = None, readers: Sequence[str] | None = None,
                   extra: Sequence[tuple[str, str]] = (), consensus: str | None = None,
-                  timepoints: Sequence[str] | None = None, allow_incomplete: bool = False,
-                  progress_mode: str | None = None, cancel=None) -> StageResult:
+                  timepoints: Sequence[str] | None = None, progress_mode: str | None = None,
+                  cancel=None) -> StageResult:
     """Agreement of a study (or of one reader session): tables ``agreement`` and ``agreement_summary``
     with provenance, figures and HTML under ``reports/agreement``.  One case is one reader pair on
     one patient and timepoint; ``outputs``: ``table``, ``summary``, ``figures``, ``html``.
 
     ``consensus`` ("staple"/"majority") first builds that consensus reader from the same
     segmentations and adds it to the comparison; ``extra`` adds (reader, method) pairs such as
-    ``("GT", "reference")``.
+    ``("GT", "reference")``.  Masks of a reader session that is not complete are refused, with
+    or without ``session`` (blinding).
     """
     from dataclasses import asdict
 
     from ..atomic import atomic_write_text
     from ..progress import Progress
     from ..provenance import collect
+    from .sessions import refuse_hidden_masks
 
     sess = None
     if session:
         from .sessions import ReaderSession, session_segmentation_sets
 
         sess = ReaderSession(store, session)
-        sets = session_segmentation_sets(sess, allow_incomplete=allow_incomplete)
+        sets = session_segmentation_sets(sess)
         if extra:
             more = segmentation_sets(store.cohort, readers=[], methods=[], extra=extra)
             for key, by_reader in more.items():
@@ -62,6 +64,7 @@ def run_agreement(store: StudyStore, *, session: str | None = None, readers: Seq
         sets = {k: v for k, v in sets.items() if k[1] in timepoints}
     if not sets:
         raise InputError(f"{store.root}: no segmentations to compare (readers {readers or 'all manual'})")
+    refuse_hidden_masks(store, [s.path for v in sets.values() for s in v.values()], "agreement")
     if consensus:
         from .consensus import DEFAULT_READER_IDS, build_consensus
 
@@ -82,9 +85,12 @@ def run_agreement(store: StudyStore, *, session: str | None = None, readers: Seq
     prov = collect(step="agreement", parameters=params, inputs=inputs, base=store.root, extra=extra_prov)
     report = agreement_report(table, store.reports_dir / "agreement")
     store.write_tables({"agreement": table, "agreement_summary": report["summary"]}, prov)
+    from ..study.tables_export import export_beside_report
+
+    tables = export_beside_report(store, ["agreement", "agreement_summary"], store.reports_dir / "agreement")
     atomic_write_text(store.reports_dir / "agreement" / "agreement.html",
                       "<!doctype html><meta charset='utf-8'><title>Reader agreement</title>"
-                      "<h1>Reader agreement</h1>" + report["html"])
+                      "<h1>Reader agreement</h1>" + report["html"] + tables)
     bad = table["error"] != ""
     failed = {f"{r.patient_id}/{r.timepoint} {r.reader_a} vs {r.reader_b}": r.error for r in table[bad].itertuples()}
     return StageResult("agreement", done=int((~bad).sum()), failed=failed, tables=["agreement", "agreement_summary"],
@@ -129,7 +135,13 @@ def run_icc(store: StudyStore, *, table: str = "radiomics", form: str = DEFAULT_
         icc_long = perturbation_icc(features)
         inputs: list[str] = []
     else:
+        from .sessions import refuse_hidden_masks
+
         frame = store.read_table(table)
+        used = set(map(tuple, frame[["patient_id", "timepoint", "reader"]].astype(str).drop_duplicates().values))
+        refuse_hidden_masks(store, [s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations
+                                    if (p.patient_id, t.name, s.reader) in used and (not readers or s.reader in readers)],
+                            "icc")
         icc_long = radiomics_icc(frame, readers=readers, timepoints=timepoints)
         inputs = [table]
     whitelist = icc_filter(icc_long, form=form, threshold=threshold, use_ci_lower=use_ci_lower)
@@ -139,9 +151,12 @@ def run_icc(store: StudyStore, *, table: str = "radiomics", form: str = DEFAULT_
     summary = write_whitelist(store, whitelist, icc_long, parameters=parameters, session=sess, inputs=inputs)
     report = icc_report(icc_long, whitelist, store.reports_dir / "icc", form=form, threshold=threshold,
                         use_ci_lower=use_ci_lower)
+    from ..study.tables_export import export_beside_report
+
+    tables = export_beside_report(store, [*inputs, "icc", "icc_whitelist"], store.reports_dir / "icc")
     atomic_write_text(store.reports_dir / "icc" / "icc.html", "<!doctype html><meta charset='utf-8'>"
                       "<title>Feature reproducibility (ICC)</title><h1>Feature reproducibility (ICC)</h1>"
-                      + report["html"])
+                      + report["html"] + tables)
     return StageResult("icc", done=summary["features"], failed=failed, tables=["icc_whitelist", "icc"],
                        outputs={**summary, "html": report["html"], "figures": report["figures"],
                                 "by_group": report["by_group"]})

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_write_text
-from ..errors import InputError
+from ..errors import CancelledError, InputError
 from ..imageio import read_image, write_image
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
@@ -105,6 +105,9 @@ def train_from_study(store: StudyStore, out_dir: str | Path, *, reader: str, met
         metrics = train_model(cases, out_dir, config, progress=progress, cancel=cancel, threads=threads,
                               extra_provenance={"study": str(store.root), "reader": reader, "method": method,
                                                 "skipped_cases": skipped})
+    except (CancelledError, KeyboardInterrupt):
+        store.finish_run(run_id, "cancelled")
+        raise
     except BaseException as exc:
         store.finish_run(run_id, "failed", {"error": str(exc)})
         raise

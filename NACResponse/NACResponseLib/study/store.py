@@ -12,7 +12,9 @@
       deep/gradcam/<patient>/<timepoint>/<reader>__resnet50.nii.gz   Grad-CAM maps
       catalogue.sqlite    runs, reader sessions and their cases/versions, audit log, provenance, table index
       tables/<name>.parquet   result tables; provenance is embedded in the Parquet metadata too
-      reports/ ...        validation report, figures, HTML reports, saved models (reports/models/)
+      reports/ ...        validation report, figures, HTML reports (+ CSV copies of their tables),
+                          saved models (reports/models/)
+      dicom/<SeriesInstanceUID>.json   DICOM imports: series header records for DICOM SEG export
       work/<stage>/       per-case results of runner stages (radiomics, seg_predict, mc_detect), one
                           ``<digest>.json`` per case keyed by its inputs and parameters (runner.result_digest)
       cache/<stage>/      per-case arrays of stages that batch outside the runner (deep_resnet50,
@@ -33,6 +35,7 @@ from typing import Any
 from ..atomic import atomic_write_with
 from ..errors import InputError, ManifestError
 from ..filelock import exclusive_lock
+from ..paths import within
 from ..provenance import now_iso
 from .manifest import (
     CLINICAL_NAME,
@@ -113,10 +116,23 @@ class StudyStore:
             self._cohort = cohort_from_rows(rows, clinical)
         return self._cohort
 
+    def refresh(self) -> None:
+        """Forget the cached cohort: the next access re-reads manifest and clinical table."""
+        self._cohort = None
+
     def path(self, relative: str | Path) -> Path:
-        """Absolute path of a manifest path (relative to the study folder)."""
+        """Absolute path of a manifest path (relative to the study folder).
+
+        A relative path must stay inside the study folder (no ``..`` escape, no symlink out);
+        absolute paths are files referenced in place by ``import --no-copy``.
+        """
         p = Path(relative)
-        return p if p.is_absolute() else self.root / p
+        if p.is_absolute():
+            return p
+        full = self.root / p
+        if not within(self.root, full):
+            raise InputError(f"{self.manifest_path}: path {str(relative)!r} leads outside the study folder; refused")
+        return full
 
     def add_manifest_rows(self, new_rows: list[dict[str, Any]]) -> None:
         """Append rows (e.g. a new segmentation) under a file lock; the rewrite is atomic."""
