@@ -1,6 +1,6 @@
 """Leakage-free feature selection as scikit-learn transformers (fitted on training folds only).
 
-Order (issue 7): ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
+Order: ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
 associated with the target) -> Mann-Whitney U (Spearman test for a continuous target) -> z-score
 -> [optional PCA] -> LASSO with k-fold CV choosing lambda.  Every threshold is a parameter.
 
@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+
+from ..columns import feature_id
 
 
 def _frame(X, names=None):
@@ -50,18 +52,12 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
         return np.asarray(self.support_, dtype=bool)
 
 
-def icc_suffix(column: str) -> str | None:
-    """``<image>__<feature>`` of a wide radiomics column (timepoint or delta prefix removed)."""
-    parts = column.split("__")
-    parts = parts[2:] if parts[0].startswith("delta") else parts[1:]
-    return "__".join(parts) if len(parts) == 2 else None
-
-
 class ICCWhitelist(ColumnSelector):
-    """Keep radiomics columns whose ``<image>__<feature>`` passed the reproducibility (ICC) screen.
+    """Keep radiomics columns whose feature id (:func:`NACResponseLib.columns.feature_id`) passed the
+    reproducibility (ICC) screen.
 
-    ``whitelist``: {suffix: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
-    Columns whose suffix the table does not mention (deep or clinical features, or radiomics the
+    ``whitelist``: {feature id: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
+    Columns whose feature id the table does not mention (deep or clinical features, or radiomics the
     ICC study did not cover) follow ``unknown`` ("keep" or "drop").
     """
 
@@ -78,7 +74,7 @@ class ICCWhitelist(ColumnSelector):
             return self
         keep = []
         for c in self.feature_names_in_:
-            s = icc_suffix(c)
+            s = feature_id(c)
             if s is not None and s in self.whitelist:
                 keep.append(bool(self.whitelist[s]))
             else:
