@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import comma_list
+
 KINDS = ("clinical", "radiomics", "deep", "combined")
 TARGETS = ("pcr", "axillary_pcr", "miller_payne", "rcb_class", "rcb_index")
 
@@ -124,7 +126,7 @@ def _evaluate(args) -> int:
     from ..progress import Progress
     from ..study.store import StudyStore
 
-    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
+    kinds = comma_list(args.models) or []
     settings = EvaluationSettings(n_splits=args.folds, n_repeats=args.repeats, n_boot=args.bootstrap,
                                   optimism_boot=args.optimism, n_permutations=args.permutations,
                                   permutation_model=(args.permute_model or kinds[-1]) if args.permutations else None,
@@ -170,7 +172,7 @@ def _predict(args) -> int:
         from ..modelling.cohort import predict_study
         from ..study.store import StudyStore
 
-        pats = [p.strip() for p in args.patients.split(",")] if args.patients else None
+        pats = comma_list(args.patients)
         out = predict_study(StudyStore(args.study), args.model, pats, reader=args.reader,
                             deep_table=args.deep_table, top_n=args.top)
     else:

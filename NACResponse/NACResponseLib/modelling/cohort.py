@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..columns import column_timepoints
 from ..errors import InputError
 from ..provenance import collect
 from ..study.model import timepoint_order
-from .data import MODEL_KINDS, clinical_frame, column_timepoints, icc_whitelist, model_inputs
+from .data import MODEL_KINDS, clinical_frame, icc_whitelist, model_inputs
 from .pipeline import ModelSpec, cross_validated_predictions, fit_model, selection_report
 from .selection import SelectionConfig
 from .stepwise import DEFAULT_WEIGHTS, run_stepwise

@@ -1,6 +1,6 @@
 """Leakage-free feature selection as scikit-learn transformers (fitted on training folds only).
 
-Order (issue 7): ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
+Order: ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
 associated with the target) -> Mann-Whitney U (Spearman test for a continuous target) -> z-score
 -> [optional PCA] -> LASSO with k-fold CV choosing lambda.  Every threshold is a parameter.
 
@@ -19,6 +19,8 @@ from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..columns import feature_id
 
 
 class ColumnSelector(SelectorMixin, BaseEstimator):
@@ -41,18 +43,12 @@ class ColumnSelector(SelectorMixin, BaseEstimator):
         return np.asarray(self.support_, dtype=bool)
 
 
-def icc_suffix(column: str) -> str | None:
-    """``<image>__<feature>`` of a wide radiomics column (timepoint or delta prefix removed)."""
-    parts = column.split("__")
-    parts = parts[2:] if parts[0].startswith("delta") else parts[1:]
-    return "__".join(parts) if len(parts) == 2 else None
-
-
 class ICCWhitelist(ColumnSelector):
-    """Keep radiomics columns whose ``<image>__<feature>`` passed the reproducibility (ICC) screen.
+    """Keep radiomics columns whose feature id (:func:`NACResponseLib.columns.feature_id`) passed the
+    reproducibility (ICC) screen.
 
-    ``whitelist``: {suffix: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
-    Columns whose suffix the table does not mention (deep or clinical features, or radiomics the
+    ``whitelist``: {feature id: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
+    Columns whose feature id the table does not mention (deep or clinical features, or radiomics the
     ICC study did not cover) follow ``unknown`` ("keep" or "drop").
     """
 
@@ -70,7 +66,7 @@ class ICCWhitelist(ColumnSelector):
             return self
         keep = []
         for c in names:
-            s = icc_suffix(c)
+            s = feature_id(c)
             if s is not None and s in self.whitelist:
                 keep.append(bool(self.whitelist[s]))
             else:

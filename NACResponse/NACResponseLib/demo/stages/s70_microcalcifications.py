@@ -2,7 +2,7 @@
 
 Detects MCs on every mammogram of the study, clusters them, compares pre with post per patient
 side (RESMIN categories), takes the tumour RECIST category from the segmentation measurements
-(issue 5's API) and flags discordant cases.  When the generator's ``ground_truth.json`` is present
+(segmentation.measurements) and flags discordant cases.  When the generator's ``ground_truth.json`` is present
 the detections are also scored against the true MC positions (FROC sensitivity, extent error).
 """
 
@@ -34,8 +34,8 @@ def run(ctx) -> dict:
     det = detect_study(store, progress_mode="none")
     ext = extent_study(store)
     cmp = compare_study(store)
-    resmin = cmp["resmin"]
-    result = {"mammograms": len(items), "failed": len(det["failed"]), "clusters": ext["clusters"],
+    resmin = cmp.outputs["resmin"]
+    result = {"mammograms": len(items), "failed": len(det.failed), "clusters": ext.outputs["clusters"],
               "patient_sides": int(len(resmin)), "resmin_flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0}
     result.update(_validate(ctx, store))
 
