@@ -1,5 +1,3 @@
-import logging
-import pathlib
 from typing import Annotated
 
 import slicer
@@ -15,8 +13,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from NACResponseSlicerLib import path_connector  # noqa: F401  (registers the str <-> ctkPathLineEdit binding)
 from NACResponseSlicerLib.naming import TIMEPOINTS
-from NACResponseSlicerLib.panels import PanelHandlers, PanelLogic
+from NACResponseSlicerLib.panels import PanelLogic
 
 
 class NACResponse(ScriptedLoadableModule):
@@ -24,7 +23,9 @@ class NACResponse(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("NAC Response")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
-        self.parent.dependencies = []
+        # Modules whose logic the panels use (loaded first); torch comes from the PyTorch extension.
+        self.parent.dependencies = ["Units", "Colors", "SubjectHierarchy", "Volumes", "Segmentations", "Markups",
+                                    "Tables", "Plots", "Data"]
         self.parent.contributors = ["NACResponse developers"]
         self.parent.helpText = _("""
 Imaging of breast-cancer response to neoadjuvant chemotherapy (NAC): open a study folder, compare
@@ -53,7 +54,7 @@ class NACResponseSettings:
 class NACResponseParameterNode:
     """Current study, case and reader, model files, node selections and settings (saved with the scene)."""
 
-    studyFolder: pathlib.Path
+    studyFolder: str = ""  # paths are str: unset stays empty, not "." (NACResponseSlicerLib/path_connector.py)
     patientId: str = ""
     timepointA: Annotated[str, Choice(TIMEPOINTS)] = "pre"
     timepointB: Annotated[str, Choice(TIMEPOINTS)] = "post"
@@ -61,52 +62,68 @@ class NACResponseParameterNode:
     readerId: str = ""
     sessionName: str = ""
     sessionCase: str = ""
-    segModelFolder: pathlib.Path
-    deepWeightsFile: pathlib.Path
-    modelFile: pathlib.Path
+    segModelFolder: str = ""
+    deepWeightsFile: str = ""
+    modelFile: str = ""
     segmentationNode: vtkMRMLSegmentationNode
     roiNode: vtkMRMLMarkupsROINode
     settings: NACResponseSettings
 
 
-class NACResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, PanelHandlers):
-    """Binds the .ui to the parameter node; each panel's handlers are in NACResponseSlicerLib/*_panel.py."""
+class NACResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Binds the .ui to the parameter node; the panels are objects in NACResponseSlicerLib (widgets.py)
+    composed around the logic's panel objects (panels.py)."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.panels = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
+        from NACResponseSlicerLib.widgets import PanelWidgets
+
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/NACResponse.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = NACResponseLogic()
+        self.panels = PanelWidgets(self.ui, self.logic.panels, lambda: self._parameterNode,
+                                   self.resourcePath("requirements.txt"))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.connectPanels()
+        self.panels.connect()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self.cancelTask()
+        self.panels.cleanup()
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
-        self.ui.segmentEditorWidget.installKeyboardShortcuts()
+        self.panels.enter()
 
     def exit(self) -> None:
-        self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
+        self.panels.exit()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
 
+    def onReload(self) -> None:
+        """Reload the core and the Slicer layer too (``imp`` is gone in Python 3.12), then the module."""
+        from NACResponseSlicerLib.reloading import reloadPackages
+
+        self.panels.cleanup()
+        reloadPackages(("NACResponseLib", "NACResponseSlicerLib"))
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.panels.onSceneStartClose()
+        self.logic.panels.reset()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -124,12 +141,13 @@ class NACResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, Panel
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
 
 
-class NACResponseLogic(ScriptedLoadableModuleLogic, PanelLogic):
-    """Thin adapter: the panels' scene work is in NACResponseSlicerLib (PanelLogic), the science in
-    NACResponseLib (in-process for quick steps, a background process for long ones)."""
+class NACResponseLogic(ScriptedLoadableModuleLogic):
+    """The parameter node, and ``panels``: one logic object per panel (NACResponseSlicerLib/panels.py);
+    the science is in NACResponseLib (in-process for quick steps, a background process for long ones)."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.panels = PanelLogic()
 
     def getParameterNode(self):
         return NACResponseParameterNode(super().getParameterNode())
@@ -143,15 +161,8 @@ class NACResponseTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        import unittest
-
         from NACResponseSlicerLib import selftest
 
-        for name in selftest.TESTS:
-            self.setUp()
-            self.delayDisplay(f"NACResponse: {name}")
-            try:
-                getattr(selftest, name)(self)
-            except unittest.SkipTest as reason:
-                logging.warning(f"NACResponse self-test {name} skipped: {reason}")
-        self.delayDisplay("NACResponse: self-test finished")
+        results = selftest.runAll(self, report=self.delayDisplay)
+        failed = [r for r in results if r.status == "failed"]
+        self.assertEqual(failed, [], selftest.summary(results))

@@ -13,11 +13,7 @@ from NACResponseLib.readers.sessions import (
     ReaderSession,
     create_session,
     export_session,
-    import_folder,
-    import_segmentation,
     list_sessions,
-    read_dicom_seg,
-    read_itksnap_labels,
     reader_order,
     session_segmentation_sets,
 )
@@ -142,86 +138,3 @@ def test_export_after_completion(copy_study, tmp_path):
     assert (out / "A" / "P004__pre.nii.gz").is_file() and (out / "B" / "P004__pre.nii.gz").is_file()
     assert "session.save" in (out / "audit.csv").read_text()
     assert json.loads((out / "session.json").read_text())["readers"] == ["A", "B"]
-
-
-def test_import_nifti_nrrd_with_itksnap_labels(copy_study, tmp_path):
-    s = create_session(copy_study, "imp", ["E"], patients=["P005"])
-    ref = _reference(copy_study, "P005/pre")
-    truth = _gt_array(copy_study, "P005/pre")
-    multi = truth.astype(np.uint8) * 3
-    multi[0, 0, 0] = 7  # another structure
-    img = sitk.GetImageFromArray(multi)
-    img.CopyInformation(ref)
-    folder = tmp_path / "elsewhere"
-    folder.mkdir()
-    sitk.WriteImage(img, str(folder / "P005_pre_E.nrrd"))
-    labels = folder / "labels.txt"
-    labels.write_text('# ITK-SnAP Label Description File\n'
-                      '    0     0    0    0        0  0  0    "Clear Label"\n'
-                      '    3   255    0    0        1  1  1    "Tumour"\n'
-                      '    7     0  255    0        1  1  1    "Clip marker"\n')
-    assert read_itksnap_labels(labels) == {0: "Clear Label", 3: "Tumour", 7: "Clip marker"}
-    with pytest.raises(InputError, match="several labels"):
-        import_segmentation(s, "E", "P005/pre", folder / "P005_pre_E.nrrd")
-    result = import_folder(s, "E", folder, label_name="tumour", label_file=labels)
-    assert result == {"imported": ["P005/pre"], "failed": {}}
-    saved = sitk.GetArrayFromImage(sitk.ReadImage(str(s.own_segmentation("E", "P005/pre"))))
-    assert np.array_equal(saved, truth.astype(np.uint8))
-    assert s.versions("E", "P005/pre")[0]["source"].startswith("import:")
-
-
-def _write_seg(path, mask_zyx, ref, segment_label="Tumour"):
-    """A minimal but valid binary DICOM SEG (multi-frame, one frame per slice with tumour)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.pixels import pack_bits
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    seg_class = "1.2.840.10008.5.1.4.1.1.66.4"
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = seg_class
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = seg_class, ds.file_meta.MediaStorageSOPInstanceUID, "SEG"
-    zs = [z for z in range(mask_zyx.shape[0]) if mask_zyx[z].any()][::-1]  # reversed order on purpose
-    frames = np.stack([mask_zyx[z] for z in zs]).astype(np.uint8)
-    ds.Rows, ds.Columns, ds.NumberOfFrames = frames.shape[1], frames.shape[2], len(zs)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
-    ds.SegmentationType = "BINARY"
-    ds.SegmentSequence = [Dataset()]
-    ds.SegmentSequence[0].SegmentNumber, ds.SegmentSequence[0].SegmentLabel = 1, segment_label
-    d = np.asarray(ref.GetDirection()).reshape(3, 3)
-    shared = Dataset()
-    shared.PixelMeasuresSequence = [Dataset()]
-    shared.PixelMeasuresSequence[0].PixelSpacing = [ref.GetSpacing()[1], ref.GetSpacing()[0]]
-    shared.PlaneOrientationSequence = [Dataset()]
-    shared.PlaneOrientationSequence[0].ImageOrientationPatient = [*d[:, 0], *d[:, 1]]
-    ds.SharedFunctionalGroupsSequence = [shared]
-    per = []
-    for z in zs:
-        f = Dataset()
-        f.SegmentIdentificationSequence = [Dataset()]
-        f.SegmentIdentificationSequence[0].ReferencedSegmentNumber = 1
-        f.PlanePositionSequence = [Dataset()]
-        f.PlanePositionSequence[0].ImagePositionPatient = list(ref.TransformIndexToPhysicalPoint((0, 0, z)))
-        per.append(f)
-    ds.PerFrameFunctionalGroupsSequence = per
-    ds.PixelData = pack_bits(frames.ravel())
-    ds.save_as(str(path), enforce_file_format=True)
-
-
-def test_dicom_seg_import_places_frames_by_position(copy_study, tmp_path):
-    ref = _reference(copy_study, "P006/pre")
-    truth = _gt_array(copy_study, "P006/pre").astype(np.uint8)
-    path = tmp_path / "seg.dcm"
-    _write_seg(path, truth, ref)
-    mask = read_dicom_seg(path, ref, segment="tumour")
-    assert np.array_equal(sitk.GetArrayFromImage(mask), truth)
-    shifted = sitk.Image(ref)
-    shifted.SetOrigin(tuple(o + 0.5 for o in ref.GetOrigin()))  # half a voxel off: refused
-    with pytest.raises(GeometryMismatchError, match="voxel grid"):
-        read_dicom_seg(path, shifted)
-    s = create_session(copy_study, "dcm", ["F"], patients=["P006"], timepoints=["pre"])
-    import_segmentation(s, "F", "P006/pre", path)
-    assert s.complete

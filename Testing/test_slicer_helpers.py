@@ -174,26 +174,31 @@ def test_mc_points_follow_the_detector_convention_and_round_trip():
 
 # ---- dependency plan -------------------------------------------------------------------------------
 
-REQS = ["numpy>=1.26", "torch==2.13.0", "pyradiomics==3.0.1", "dask[distributed]>=2024.1"]
+REQS = ["numpy>=1.26", "torch>=2.2", "pyradiomics-bhklab>=3.1.4,<4", "dask[distributed]>=2024.1"]
 
 
-def test_plan_uses_pip_ensure_from_5_11_and_pip_install_on_5_10():
-    assert dependencies.plan_installation(REQS, (5, 11), False, satisfied=lambda r: False).use_pip_ensure
-    assert not dependencies.plan_installation(REQS, (5, 10), False, satisfied=lambda r: False).use_pip_ensure
+def test_plan_routes_torch_to_the_pytorch_extension():
+    plan = dependencies.plan_installation(REQS, True, satisfied=lambda r: r.startswith("numpy"))
+    assert plan.torch == "torch>=2.2" and plan.blocked is None
+    assert "torch" not in " ".join(plan.ensure)
+    assert dependencies.torch_version_requirement(plan.torch) == ">=2.2"
+    no_extension = dependencies.plan_installation(REQS, False, satisfied=lambda r: False)
+    assert "PyTorch extension" in no_extension.blocked  # never pip-installed (a CUDA build would come)
+    assert not any(r.startswith("torch") for r in no_extension.ensure)
 
 
-def test_plan_routes_torch_and_pyradiomics():
-    plan = dependencies.plan_installation(REQS, (5, 12), True, satisfied=lambda r: r.startswith("numpy"))
-    assert plan.torch_with_extension == "torch==2.13.0"
-    assert plan.no_build_isolation == ["pyradiomics==3.0.1"]
-    assert plan.ensure == ["dask[distributed]>=2024.1"]
-    assert dependencies.torch_version_requirement(plan.torch_with_extension) == "==2.13.0"
-    no_extension = dependencies.plan_installation(REQS, (5, 12), False, satisfied=lambda r: False)
-    assert "torch==2.13.0" in no_extension.ensure and no_extension.torch_with_extension is None
+def test_an_importable_radiomics_counts_as_installed(monkeypatch):
+    """SlicerRadiomics ships pyradiomics under another distribution name: its module is enough."""
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: object() if name == "radiomics" else None)
+    plan = dependencies.plan_installation(REQS, True, satisfied=lambda r: False)
+    assert not any(r.startswith("pyradiomics") for r in plan.ensure)
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None)
+    plan = dependencies.plan_installation(REQS, True, satisfied=lambda r: False)
+    assert "pyradiomics-bhklab>=3.1.4,<4" in plan.ensure
 
 
 def test_plan_is_empty_when_everything_is_installed():
-    plan = dependencies.plan_installation(REQS, (5, 12), True, satisfied=lambda r: True)
+    plan = dependencies.plan_installation(REQS, True, satisfied=lambda r: True)
     assert plan.empty and plan.describe() == []
 
 
@@ -213,16 +218,25 @@ def test_is_satisfied_checks_versions():
     assert dependencies.is_satisfied("scipy; python_version < '3'", version_of)
 
 
-def test_read_requirements_of_the_shipped_file():
-    reqs = dependencies.read_requirements(ROOT / "NACResponse" / "Resources" / "requirements.txt")
-    assert "pyradiomics==3.0.1" in reqs and all(not r.startswith("#") for r in reqs)
+def test_requirement_groups_of_the_shipped_file():
+    groups = dependencies.read_requirement_groups(ROOT / "NACResponse" / "Resources" / "requirements.txt")
+    assert {"core", "radiomics", "stats", "deep"} <= set(groups)
+    assert any(r.startswith("pyradiomics-bhklab") for r in groups["radiomics"])
+    assert not any(r.startswith(("torch", "pyradiomics", "monai")) for r in groups["core"])
+    wanted = dependencies.requirements_for(groups, ["core", "radiomics"])
+    assert wanted == groups["core"] + groups["radiomics"]
+    with pytest.raises(ValueError, match="unknown dependency groups"):
+        dependencies.requirements_for(groups, ["gpu"])
 
 
-def test_read_requirements_rejects_garbage(tmp_path):
+def test_read_requirement_groups_rejects_garbage(tmp_path):
     bad = tmp_path / "requirements.txt"
-    bad.write_text("numpy>=1\nthis is not a requirement\n")
+    bad.write_text("# [core]\nnumpy>=1\nthis is not a requirement\n")
     with pytest.raises(ValueError, match="invalid requirement"):
-        dependencies.read_requirements(bad)
+        dependencies.read_requirement_groups(bad)
+    bad.write_text("numpy>=1\n")
+    with pytest.raises(ValueError, match="not in a group"):
+        dependencies.read_requirement_groups(bad)
 
 
 # ---- DICOM staging, prediction text ------------------------------------------------------------------
@@ -275,20 +289,15 @@ def test_prediction_text_of_a_real_core_prediction(saved_model):
 
 # ---- cohort ROC and calibration ------------------------------------------------------------------------
 
-def test_roc_curve_matches_sklearn_with_ties():
-    from sklearn.metrics import auc, roc_auc_score
-    from sklearn.metrics import roc_curve as sk_roc
+def test_roc_points_of_a_hand_worked_example_with_ties():
+    """Scores 0.9 (+), 0.8 (-), 0.8 (+), 0.3 (-): thresholds 0.9, 0.8 (one step for the tie), 0.3."""
+    from NACResponseLib.modelling.evaluation import roc_points
 
-    rng = np.random.default_rng(2)
-    y = rng.integers(0, 2, 50)
-    p = np.round(rng.random(50) * 0.5 + 0.3 * y, 1)  # many ties
-    fpr, tpr = evaluation_curves.roc_curve(y, p)
-    sk_fpr, sk_tpr, _ = sk_roc(y, p, drop_intermediate=False)
-    np.testing.assert_allclose(fpr, sk_fpr)
-    np.testing.assert_allclose(tpr, sk_tpr)
-    assert auc(fpr, tpr) == pytest.approx(roc_auc_score(y, p))
+    fpr, tpr = roc_points([1, 0, 1, 0], [0.9, 0.8, 0.8, 0.3])
+    np.testing.assert_allclose(fpr, [0.0, 0.0, 0.5, 1.0])
+    np.testing.assert_allclose(tpr, [0.0, 0.5, 1.0, 1.0])
     with pytest.raises(ValueError, match="both outcomes"):
-        evaluation_curves.roc_curve([1, 1], [0.2, 0.3])
+        roc_points([1, 1], [0.2, 0.3])
 
 
 def test_curves_from_an_evaluation_file_in_the_core_format(tmp_path):

@@ -101,6 +101,17 @@ def test_real_child_progress_log_and_exit_code(tmp_path):
     assert job.poll() is False
 
 
+def test_a_crashed_child_is_failed_not_partial_success(tmp_path):
+    """An uncaught exception also exits 1; it is a crash, not "some cases failed, the rest kept"."""
+    script = _script(tmp_path, """
+        raise RuntimeError("out of memory in the middle of the study")
+    """)
+    result = _job_for_script(script).start().wait(timeout=60)
+    assert result.returncode == 1
+    assert result.state is JobState.FAILED
+    assert "crashed" in result.message and "out of memory" in result.message
+
+
 def test_real_cli_runs_in_the_background(tmp_path):
     """The actual ``python -m NACResponseLib.cli`` with an input error: exit 2 and the CLI's message."""
     env = cli_runner.child_environment(None, str(ROOT / "NACResponse"))

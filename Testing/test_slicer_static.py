@@ -23,8 +23,12 @@ UI_FILE = MODULE_DIR / "Resources" / "UI" / "NACResponse.ui"
 CHECKER = ROOT.parent / "shared" / "slicer-api" / "check.py"
 SLICER_MODULES = {"slicer", "vtk", "qt", "ctk", "vtkITK", "vtkTeem", "sitkUtils", "slicerqt", "PythonQt", "mrml"}
 #: NACResponseSlicerLib files that must import (and be unit-tested) without Slicer.
-SLICER_FREE = ["cli_runner", "cli_calls", "dependencies", "evaluation_curves", "ijk_ras", "mc_points",
-               "mc_results", "naming", "prediction_text", "recist_lines", "staging", "table_data"]
+SLICER_FREE = ["cli_runner", "cli_calls", "context", "dependencies", "evaluation_curves", "ijk_ras", "mc_points",
+               "mc_results", "naming", "prediction_text", "recist_lines", "reloading", "staging", "table_data",
+               "table_export", "case_report"]
+PANELS = ("study", "session", "segmentation", "features", "prediction", "mc")
+#: Widget-side modules: the only ones of NACResponseSlicerLib that may import qt, ctk or slicer.i18n.
+WIDGET_SIDE = {f"{name}_panel" for name in PANELS} | {"panel_base", "widgets", "qt_runner", "path_connector"}
 
 
 def _tree(path: Path) -> ast.Module:
@@ -89,22 +93,57 @@ def test_module_file_stays_thin():
     assert lines <= 170, f"NACResponse.py has {lines} lines; move logic to NACResponseSlicerLib"
 
 
-def test_every_panel_has_logic_and_handlers_connected():
-    """Each panel module defines a widget-free Logic and Handlers whose connect method panels.py calls."""
-    panels = (MODULE_DIR / "NACResponseSlicerLib" / "panels.py").read_text()
-    for name in ("study", "session", "segmentation", "features", "prediction", "mc"):
-        tree = _tree(MODULE_DIR / "NACResponseSlicerLib" / f"{name}_panel.py")
-        classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-        logic = [c for c in classes if c.endswith("Logic")]
-        handlers = [c for c in classes if c.endswith("Handlers")]
-        assert len(logic) == 1 and len(handlers) == 1, name
-        connect = [f.name for f in classes[handlers[0]].body if isinstance(f, ast.FunctionDef)
-                   and f.name.startswith("connect")]
-        assert connect and f"self.{connect[0]}()" in panels, f"{name}: {connect} not called in connectPanels"
-        assert logic[0] in panels and handlers[0] in panels
-        logic_text = ast.get_source_segment((MODULE_DIR / "NACResponseSlicerLib" / f"{name}_panel.py").read_text(),
-                                            classes[logic[0]])
-        assert "self.ui" not in logic_text, f"{logic[0]} must not touch widgets (the self-test drives it)"
+def test_every_panel_is_a_logic_object_and_a_panel_object_composed_apart():
+    """Each panel: ``<name>_logic.py`` has one ``...Logic`` taking the shared context (no widgets, no Qt,
+    no i18n); ``<name>_panel.py`` has one ``...Panel`` built around an injected logic; panels.py and
+    widgets.py compose them (no mixins)."""
+    lib = MODULE_DIR / "NACResponseSlicerLib"
+    panels, widgets = (lib / "panels.py").read_text(), (lib / "widgets.py").read_text()
+    for name in PANELS:
+        logic_tree, panel_tree = _tree(lib / f"{name}_logic.py"), _tree(lib / f"{name}_panel.py")
+        logic = [n for n in logic_tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Logic")]
+        panel = [n for n in panel_tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Panel")]
+        assert len(logic) == 1 and len(panel) == 1, name
+        assert [b.id for b in panel[0].bases if isinstance(b, ast.Name)] == ["Panel"], name
+        assert not logic[0].bases, f"{logic[0].name} must not inherit (composed, not mixed in)"
+        assert f"self.{name} = {logic[0].name}(self.context)" in panels
+        assert f"{panel[0].name}(ui, logic.{name}, self.tasks, parameterNode" in widgets
+        logic_source = (lib / f"{name}_logic.py").read_text()
+        assert "self.ui" not in logic_source, f"{logic[0].name} must not touch widgets"
+
+
+def test_logic_side_imports_neither_qt_nor_i18n():
+    """Everything but the widget side imports without Qt, so CI runs it on real MRML."""
+    offenders = []
+    for path in sorted((MODULE_DIR / "NACResponseSlicerLib").glob("*.py")):
+        if path.stem in WIDGET_SIDE:
+            continue
+        for node in ast.walk(_tree(path)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}:{node.lineno} {n}" for n in names
+                          if n.split(".")[0] in ("qt", "ctk") or n == "slicer.i18n"]
+    assert offenders == []
+
+
+def test_module_lists_the_modules_it_depends_on():
+    tree = _tree(MODULE_PY)
+    module_init = next(f for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "NACResponse"
+                       for f in c.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    assigned = next(n.value for n in ast.walk(module_init) if isinstance(n, ast.Assign)
+                    and any(isinstance(t, ast.Attribute) and t.attr == "dependencies" for t in n.targets))
+    dependencies = ast.literal_eval(assigned)
+    assert {"Units", "Segmentations", "Markups", "Tables", "Plots", "SubjectHierarchy"} <= set(dependencies)
+
+
+def test_path_fields_are_strings_so_unset_paths_stay_empty():
+    """Slicer binds ctkPathLineEdit to pathlib.Path, whose unset value shows as "."."""
+    tree = _tree(MODULE_PY)
+    node = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "NACResponseParameterNode")
+    fields = {n.target.id: ast.unparse(n.annotation) for n in node.body if isinstance(n, ast.AnnAssign)}
+    for name in ("studyFolder", "segModelFolder", "deepWeightsFile", "modelFile"):
+        assert fields[name] == "str", name
+    assert "pathlib.Path" not in MODULE_PY.read_text()
 
 
 # ---- CMake ------------------------------------------------------------------------------------
@@ -272,18 +311,32 @@ def _requirement_lines(path: Path) -> list[str]:
             if ln.split("#", 1)[0].strip() and not ln.strip().startswith("-")]
 
 
-def test_requirements_match_pyproject():
+def test_requirement_groups_match_pyproject_and_torch_only_in_deep():
+    """requirements.txt's [core] is pyproject's dependencies, every other group the extra of that name;
+    torch (and anything that pulls it) only in the deep extra."""
     from packaging.requirements import Requirement
 
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    path = MODULE_DIR / "Resources" / "requirements.txt"
-    reqs = _requirement_lines(path)
+    sys.path.insert(0, str(MODULE_DIR))
+    from NACResponseSlicerLib.dependencies import read_requirement_groups
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = read_requirement_groups(MODULE_DIR / "Resources" / "requirements.txt")
     normal = lambda items: sorted(str(Requirement(r)) for r in items)  # noqa: E731
-    extra = [r for r in reqs if Requirement(r).name.lower() == "pyradiomics"]
-    assert normal([r for r in reqs if r not in extra]) == normal(pyproject)
-    assert len(extra) == 1, "pyradiomics must be listed (installed with --no-build-isolation)"
-    text = path.read_text()
-    assert "--no-build-isolation" in text
+    assert normal(groups.pop("core")) == normal(project["dependencies"])
+    extras = project["optional-dependencies"]
+    for name, requirements in groups.items():
+        assert name in extras, f"requirements.txt group [{name}] is not an extra of pyproject.toml"
+        assert normal(requirements) == normal(extras[name]), name
+    for name, requirements in extras.items():
+        names = {Requirement(r).name.lower() for r in requirements}
+        if name != "deep":
+            assert not names & {"torch", "monai"}, f"extra {name} pulls torch"
+    torch = next(Requirement(r) for r in extras["deep"] if Requirement(r).name == "torch")
+    assert str(torch.specifier).startswith(">="), "torch is a minimum version, not a pin"
     makefile = (ROOT / "Makefile").read_text()
-    pin = str(Requirement(extra[0]).specifier)
-    assert f"pyradiomics{pin}" in makefile, "requirements.txt and the Makefile pin different pyradiomics versions"
+    assert "TORCH ?= torch==" in makefile and torch.specifier.contains(makefile.split("TORCH ?= torch==")[1].split()[0])
+
+
+def test_ci_runs_python_311_and_312():
+    text = (ROOT / ".ci" / "run").read_text()
+    assert text.count("make test") == 2 and "3.12" in text and "TORCH=" in text

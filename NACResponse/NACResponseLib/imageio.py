@@ -1,7 +1,8 @@
 """Reading and writing images and masks with errors that name the file and the problem.
 
-SimpleITK is the single image library of the core.  Readers refuse unknown formats, NaN voxels,
-empty masks and masks whose grid differs from their image.
+SimpleITK is the single image library of the core.  Readers refuse unknown formats, files holding
+fewer pixel bytes than their header claims (ITK would pad them with zeros; see imageheaders.py),
+NaN voxels, empty masks and masks whose grid differs from their image.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import SimpleITK as sitk
 from .atomic import atomic_write_with
 from .errors import InputError
 from .geometry import check_same_geometry
+from .imageheaders import check_image_file
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
@@ -24,12 +26,13 @@ def has_image_suffix(path: str | Path) -> bool:
 
 
 def read_image(path: str | Path, *, allow_nan: bool = False) -> sitk.Image:
-    """Read an image file; raise :class:`InputError` for a missing, unknown, corrupt or NaN file."""
+    """Read an image file; raise :class:`InputError` for a missing, unknown, truncated, corrupt or NaN file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     if not has_image_suffix(path):
         raise InputError(f"{path}: unknown image format (no reader for this extension; use one of {IMAGE_SUFFIXES})")
+    check_image_file(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:

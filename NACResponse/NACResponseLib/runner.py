@@ -2,7 +2,8 @@
 
 Why a runner of our own: pyradiomics' batch mode parallelises across cases only; we split work
 per (image, mask) and need the same resumable, fault-tolerant loop for later stages (segmentation
-inference, deep features).  Properties:
+inference, MC detection; deep features batch through one loaded network instead, keyed the same
+way, see deep/cohort.py).  Properties:
 
 * **Resumable** - each finished task's result is written atomically to
   ``<results_dir>/<digest>.json`` where the digest hashes the task's function, identity,
@@ -22,7 +23,12 @@ inference, deep features).  Properties:
   tasks first (longest-processing-time-first), so the workers run out of work together instead of
   one worker finishing a large task alone at the end.
 * **Progress and cancel** - a :class:`~NACResponseLib.progress.Progress` (bar / JSON lines /
-  callback) and a :class:`~NACResponseLib.progress.CancelToken` checked while waiting.
+  callback) and a :class:`~NACResponseLib.progress.CancelToken` checked while waiting.  Cancel
+  (the token, or a KeyboardInterrupt from the CLI's signal handler) terminates the pool's workers
+  at once instead of letting them drain the queue, and raises :class:`CancelledError`; finished
+  tasks stay on disk.  Workers ignore SIGINT/SIGHUP (a terminal sends them to the whole process
+  group; the parent decides) and exit by themselves within a second when the parent dies, even by
+  ``kill -9`` (a watchdog thread, POSIX).
 
 Task functions are referenced by import path (``"package.module:function"``) and take JSON-
 serialisable keyword arguments, so tasks pickle cheaply and hash stably; the return value must be
@@ -36,6 +42,8 @@ import json
 import logging
 import os
 import platform
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,7 +53,7 @@ from typing import Any
 from .atomic import atomic_write_text
 from .errors import CancelledError, InputError, NACError
 from .progress import CancelToken, Progress, ProgressCallback
-from .provenance import sha256_file, sha256_json
+from .provenance import result_digest
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ MODES = ("serial", "process", "dask")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 _POLL_S = 0.2
+_WATCHDOG_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,10 +83,8 @@ class Task:
     meta: dict[str, Any] = field(default_factory=dict)  # carried to the result, not hashed
 
     def digest(self) -> str:
-        files = [sha256_file(p) for p in self.inputs]
         ident = self.kwargs if self.identity is None else self.identity
-        return sha256_json({"function": self.function, "identity": ident, "inputs": files,
-                            "version": self.version})
+        return result_digest(self.function, ident, self.inputs, self.version)
 
 
 @dataclass
@@ -152,8 +159,35 @@ def limit_threads() -> None:
     _threads_limited = True
 
 
-def _worker_init() -> None:
+def _worker_init(parent_pid: int | None = None) -> None:
     limit_threads()
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    if parent_pid is not None and os.name == "posix":
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="nacresponse-watchdog", daemon=True).start()
+
+
+def _process_alive(pid: int) -> bool:
+    """False once ``pid`` has exited (a zombie counts as exited: its parent may not reap it soon)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is the answer
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """A pool worker outliving its parent (kill -9, a closed terminal) would hold its memory forever."""
+    while _process_alive(parent_pid):
+        time.sleep(_WATCHDOG_S)
+    os._exit(1)
 
 
 def resolve(function: str) -> Callable[..., Any]:
@@ -222,6 +256,13 @@ def read_record(results_dir: str | Path, digest: str, *, input_failures: bool = 
         if record.get("status") == "done" or record.get("deterministic"):
             return record
     return None
+
+
+def discard_records(results_dir: str | Path, digests: Iterable[str]) -> None:
+    """Forget finished or failed records (``--force``): the next run recomputes those tasks."""
+    for digest in digests:
+        for path in _result_paths(Path(results_dir), digest):
+            path.unlink(missing_ok=True)
 
 
 # ---- parent side ------------------------------------------------------------------------------
@@ -309,6 +350,10 @@ def run_tasks(tasks: Iterable[Task], results_dir: str | Path, *, mode: str | Non
         except CancelledError:
             summary.cancelled = True
             raise
+        except KeyboardInterrupt:  # the CLI's signal handler: one cancel path for every caller
+            cancel.cancel()
+            summary.cancelled = True
+            raise CancelledError("cancelled by a signal") from None
         finally:
             summary.seconds = time.perf_counter() - start
             summary.results = {k: values[k] for k in keys if k in values}
@@ -373,7 +418,8 @@ def _run_pool(todo, digests, results_dir, cancel, on_record, workers: int, prelo
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = _pool_context([*preload, *(t.function.partition(":")[0] for t in todo)])
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
     futures = {}
     try:
         for t in todo:
@@ -390,9 +436,25 @@ def _run_pool(todo, digests, results_dir, cancel, on_record, workers: int, prelo
                     record = _crash_record(t, digests, f"worker process died ({exc}); out of memory?")
                 on_record(record)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _stop_pool(pool) -> None:
+    """Cancel what is queued and terminate the running workers (a task in flight is lost, not
+    half-written: results are written atomically).  Without this, interpreter exit would join the
+    pool and every queued task would still run."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)  # forgets the processes: listed first
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 3.0
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
 
 
 def _crash_record(t: Task, digests, error: str) -> dict[str, Any]:

@@ -145,12 +145,18 @@ class JobResult:
     log: tuple[str, ...]
 
 
-def state_from_returncode(returncode: int, cancel_requested: bool) -> JobState:
+#: First line Python prints for an uncaught exception.  ``nacresponse`` turns every expected error into
+#: a one-line message, so a traceback means the command crashed: its exit code 1 is then not the
+#: "some cases failed, the rest kept" of the CLI's contract.
+TRACEBACK_LINE = "Traceback (most recent call last):"
+
+
+def state_from_returncode(returncode: int, cancel_requested: bool, crashed: bool = False) -> JobState:
     if cancel_requested or returncode == EXIT_CANCELLED:
         return JobState.CANCELLED
     if returncode == EXIT_OK:
         return JobState.SUCCEEDED
-    if returncode == EXIT_FAILURES:
+    if returncode == EXIT_FAILURES and not crashed:
         return JobState.PARTIAL
     return JobState.FAILED
 
@@ -186,6 +192,7 @@ class CliJob:
         self._eof = False
         self._cancel_time: float | None = None
         self._forced = False
+        self.crashed = False  # the child printed a Python traceback
 
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self) -> CliJob:
@@ -245,6 +252,8 @@ class CliJob:
                 self.last_progress = event
                 self.progress.emit(event)
             elif item.strip():
+                if item.startswith(TRACEBACK_LINE):
+                    self.crashed = True
                 self._log.append(item)
                 self.log.emit(item)
         if (self.cancel_requested and not self._forced
@@ -266,7 +275,7 @@ class CliJob:
         return self.result
 
     def _finish(self, returncode: int) -> None:
-        self.state = state_from_returncode(returncode, self.cancel_requested)
+        self.state = state_from_returncode(returncode, self.cancel_requested, self.crashed)
         self.result = JobResult(self.state, returncode, self._summary(returncode), tuple(self._log))
         self.finished.emit(self.result)
 
@@ -279,4 +288,6 @@ class CliJob:
         detail = errors[-1] if errors else (self._log[-1] if self._log else f"exit code {returncode}")
         if self.state is JobState.PARTIAL:
             return f"{self.title}: finished, some cases failed ({detail})"
+        if self.crashed:
+            return f"{self.title}: crashed ({self._log[-1] if self._log else detail}); see the log"
         return f"{self.title}: failed ({detail})"

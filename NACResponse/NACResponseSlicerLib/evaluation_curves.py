@@ -1,13 +1,12 @@
 """Cohort ROC and calibration curves from ``reports/models/<target>/evaluation.json`` (written by
 ``nacresponse model evaluate``: per model the out-of-fold probabilities ``oof``, outcomes ``y`` and
-the calibration ``deciles``), as data frames the Prediction panel plots (Slicer-free)."""
+the calibration ``deciles``), as data frames the Prediction panel plots (Slicer-free).  The ROC is
+the core's (``modelling.evaluation.roc_points``), so the chart and the report draw the same curve."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import numpy as np
 
 
 def find_evaluations(reports_dir) -> dict[str, Path]:
@@ -26,28 +25,15 @@ def load_evaluation(path) -> dict:
         raise ValueError(f"{path}: cannot read the evaluation ({exc})") from None
 
 
-def roc_curve(y, p) -> tuple[np.ndarray, np.ndarray]:
-    """Empirical ROC (false-positive rate, true-positive rate), one step per distinct threshold."""
-    y = np.asarray(y, dtype=int).ravel()
-    p = np.asarray(p, dtype=float).ravel()
-    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError("an ROC curve needs both outcomes")
-    order = np.argsort(-p, kind="mergesort")
-    p, y = p[order], y[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(p)), len(p) - 1]
-    tps = np.cumsum(y)[last_of_tie]
-    fps = (last_of_tie + 1) - tps
-    return np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos]
-
-
 def roc_frames(evaluation: dict) -> dict:
     """``{model: DataFrame(fpr, tpr)}`` for every model of an evaluation."""
     import pandas as pd
 
+    from NACResponseLib.modelling.evaluation import roc_points
+
     out = {}
     for name, model in evaluation.get("models", {}).items():
-        fpr, tpr = roc_curve(model["y"], model["oof"])
+        fpr, tpr = roc_points(model["y"], model["oof"])
         out[name] = pd.DataFrame({"fpr": fpr, "tpr": tpr})
     return out
 

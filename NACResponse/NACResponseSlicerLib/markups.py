@@ -33,9 +33,12 @@ def rasFromPointList(pointListNode) -> np.ndarray:
     return slicer.util.arrayFromMarkupsControlPoints(pointListNode)
 
 
-def lineWithLength(startRAS, endRAS, name: str, lineNode=None, centimetres: bool = False,
-                   color=(0.2, 0.8, 1.0)):
-    """A line between two RAS points; its length (mm, or cm for MC extents) shows in the views."""
+def lineWithLength(startRAS, endRAS, name: str, lineNode=None, color=(0.2, 0.8, 1.0)):
+    """A line between two RAS points; its length shows in the views.
+
+    The length is shown in the scene's length unit: the Units module owns it (Edit > Application
+    Settings > Units), and every measurement resets to it when it updates, so a per-line unit
+    would not last.  Panels that report another unit (MC extents in cm) say so in their text."""
     if lineNode is None:
         lineNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", name)
         lineNode.CreateDefaultDisplayNodes()
@@ -45,10 +48,6 @@ def lineWithLength(startRAS, endRAS, name: str, lineNode=None, centimetres: bool
     lineNode.SetName(name)
     measurement = lineNode.GetMeasurement("length")
     if measurement is not None:
-        if centimetres:
-            measurement.SetUnits("cm")
-            measurement.SetDisplayCoefficient(0.1)
-            measurement.SetPrintFormat("%-#4.2f %s")
         measurement.SetEnabled(True)
     lineNode.UpdateAllMeasurements()
     displayNode = lineNode.GetDisplayNode()
@@ -56,6 +55,13 @@ def lineWithLength(startRAS, endRAS, name: str, lineNode=None, centimetres: bool
         displayNode.SetSelectedColor(*color)
         displayNode.SetPropertiesLabelVisibility(True)
     return lineNode
+
+
+def sceneLengthUnit() -> str:
+    """The suffix of the scene's length unit (``mm`` unless the user changed it in the Units settings)."""
+    selectionNode = slicer.app.applicationLogic().GetSelectionNode()
+    unitNode = slicer.mrmlScene.GetNodeByID(selectionNode.GetUnitNodeID("length")) if selectionNode else None
+    return unitNode.GetSuffix() if unitNode is not None else "mm"
 
 
 def lineLengthMm(lineNode) -> float:

@@ -1,162 +1,47 @@
-"""Microcalcification panel: detect on the loaded mammograms (``nacresponse mc detect`` then
-``mc extent``), show the kept MCs as editable point lists and the largest cluster's extent as a line
-in cm for each timepoint, save the user's additions/deletions through the core's editing API
-(``NACResponseLib.mc.cohort.save_edits``, re-applied by ``mc extent``), and compare pre/post
-(``mc compare``: change category and RESMIN flag)."""
+"""Microcalcification panel widgets: detect, edit, extent and pre/post comparison (background)."""
 
 from __future__ import annotations
 
-import slicer
 from slicer.i18n import tr as _
 
-from . import cli_calls
-
-MC_CASE_ATTRIBUTE = "NACResponse.mcCase"  # "<patient>/<timepoint>/<image>" on MC point lists
+from .panel_base import Panel
 
 
-def mcPointListName(patientId: str, timepoint: str, image: str) -> str:
-    return f"{patientId} {timepoint} {image} MCs"
-
-
-def mcExtentLineName(patientId: str, timepoint: str, image: str) -> str:
-    return f"{patientId} {timepoint} {image} MC extent"
-
-
-class McLogic:
-    def mcDetectArguments(self, timepoints):
-        return cli_calls.mc_detect(self._requireStore().root, timepoints)
-
-    def mcExtentArguments(self):
-        return cli_calls.mc_extent(self._requireStore().root)
-
-    def mcCompareArguments(self, pre: str, post: str):
-        return cli_calls.mc_compare(self._requireStore().root, pre, post)
-
-    def _mammogram(self, patientId: str, timepoint: str, image: str):
-        """(volume node, IJK-to-RAS matrix, the core's pixel spacing) or None without that image."""
-        from .mc_results import image_rows
-        from .study_view import loadTimepointImage
-        from .volumes import ijkToRASArray
-
-        patient = self._requireStore().cohort[patientId]
-        if timepoint not in patient.timepoints or not patient.timepoints[timepoint].has_image(image):
-            return None
-        volume = loadTimepointImage(self.store, patientId, timepoint, image)
-        rows = image_rows(self.readTable("mc_images"), patientId, timepoint, image)
-        spacing = float(rows["spacing_mm"].iloc[0]) if rows is not None and len(rows) else volume.GetSpacing()[0]
-        return volume, ijkToRASArray(volume), spacing
-
-    def showMcResults(self, patientId: str, image: str, timepoints) -> str:
-        """Kept MCs (after edits) as point lists and the largest cluster's extent as a line (cm)."""
-        from .markups import lineWithLength, pointListFromRAS
-        from .mc_points import ras_from_mm
-        from .mc_results import kept_points_mm, largest_cluster
-        from .mrml_tables import namedNode
-        from .study_view import showSideBySide
-
-        detections = self.readTable("mc_mcs")
-        if detections is None:
-            detections = self.readTable("mc_detections")
-        if detections is None:
-            raise ValueError("No detections yet (run Detect).")
-        clusters = self.readTable("mc_clusters")
-        volumes, lines = [], []
-        for timepoint in timepoints:
-            loaded = self._mammogram(patientId, timepoint, image)
-            if loaded is None:
-                continue
-            volume, matrix, spacing = loaded
-            volumes.append(volume)
-            points = kept_points_mm(detections, patientId, timepoint, image)
-            name = mcPointListName(patientId, timepoint, image)
-            pointList = pointListFromRAS(ras_from_mm(points, spacing, matrix) if len(points) else [], name,
-                                         namedNode("vtkMRMLMarkupsFiducialNode", name))
-            pointList.SetAttribute(MC_CASE_ATTRIBUTE, f"{patientId}/{timepoint}/{image}")
-            lineName = mcExtentLineName(patientId, timepoint, image)
-            oldLine = namedNode("vtkMRMLMarkupsLineNode", lineName)
-            largest = largest_cluster(clusters, patientId, timepoint, image)
-            text = f"{timepoint}: {len(points)} MCs"
-            if largest is not None and largest["extent_mm"] > 0:
-                ends = ras_from_mm([[largest["end1_x_mm"], largest["end1_y_mm"]],
-                                    [largest["end2_x_mm"], largest["end2_y_mm"]]], spacing, matrix)
-                lineWithLength(ends[0], ends[1], lineName, oldLine, centimetres=True)
-                text += f", largest cluster {int(largest['n'])} MCs, extent {largest['extent_mm'] / 10:.2f} cm"
-            elif oldLine is not None:
-                slicer.mrmlScene.RemoveNode(oldLine)
-                text += ", no cluster"
-            lines.append(text)
-        if not volumes:
-            raise ValueError(f"{patientId} has no {image} mammogram at {', '.join(timepoints)}")
-        showSideBySide(volumes[0], volumes[-1])
-        return "; ".join(lines)
-
-    def saveMcEdits(self, patientId: str, image: str, timepoints, actor: str | None = None) -> list:
-        """Store each timepoint's point list as the core's edits of the detector output; returns the files."""
-        from NACResponseLib.mc.cohort import save_edits
-
-        from .markups import rasFromPointList
-        from .mc_points import mm_from_ras
-        from .mc_results import edits_from_points, kept_points_mm
-        from .mrml_tables import namedNode
-
-        detections = self.readTable("mc_detections")
-        if detections is None:
-            raise ValueError("No detections yet (run Detect).")
-        saved = []
-        for timepoint in timepoints:
-            pointList = namedNode("vtkMRMLMarkupsFiducialNode", mcPointListName(patientId, timepoint, image))
-            loaded = self._mammogram(patientId, timepoint, image)
-            if pointList is None or loaded is None:
-                continue
-            _volume, matrix, spacing = loaded
-            edited = mm_from_ras(rasFromPointList(pointList), spacing, matrix)
-            edits = edits_from_points(kept_points_mm(detections, patientId, timepoint, image), edited)
-            saved.append(save_edits(self.store, patientId, timepoint, image, edits, actor=actor or None))
-        if not saved:
-            raise ValueError("No MC point lists of this mammogram in the scene (run Detect).")
-        return saved
-
-    def mcComparisonText(self, patientId: str, image: str) -> str:
-        from .mc_results import laterality_of, resmin_text
-
-        return resmin_text(self.readTable("mc_resmin"), patientId,
-                           laterality_of(self.readTable("mc_images"), patientId, image))
-
-
-class McHandlers:
-    def connectMcPanel(self) -> None:
-        self._connectButtons([(self.ui.mcDetectButton, self.onMcDetect), (self.ui.mcExtentButton, self.onMcExtent),
-                              (self.ui.mcCompareButton, self.onMcCompare)])
+class McPanel(Panel):
+    def connect(self) -> None:
+        self.connectButtons([(self.ui.mcDetectButton, self.onMcDetect), (self.ui.mcExtentButton, self.onMcExtent),
+                             (self.ui.mcCompareButton, self.onMcCompare)])
 
     def _mcCase(self):
-        p = self._parameterNode
+        p = self.params
         image = self.ui.mcViewComboBox.currentText
         if not image:
             raise ValueError(_("This patient has no mammogram."))
-        return self._patient(), image, [p.timepointA, p.timepointB]
+        return self.patient(), image, [p.timepointA, p.timepointB]
 
     def _runExtentAndShow(self, patientId, image, timepoints) -> None:
         def show():
             self.ui.mcResultLabel.text = self.logic.showMcResults(patientId, image, timepoints)
 
-        self._runTask(self.logic.mcExtentArguments(), _("Microcalcification extent"), onSuccess=show)
+        self.tasks.run(self.logic.mcExtentArguments(), _("Microcalcification extent"), onSuccess=show)
 
     def onMcDetect(self) -> None:
         patientId, image, timepoints = self._mcCase()
-        self._runTask(self.logic.mcDetectArguments(timepoints), _("Microcalcification detection"),
-                      onSuccess=lambda: self._runExtentAndShow(patientId, image, timepoints))
+        self.tasks.run(self.logic.mcDetectArguments(timepoints), _("Microcalcification detection"),
+                       onSuccess=lambda: self._runExtentAndShow(patientId, image, timepoints))
 
     def onMcExtent(self) -> None:
         patientId, image, timepoints = self._mcCase()
-        self.logic.saveMcEdits(patientId, image, timepoints, self._parameterNode.readerId)
+        self.tasks.ensure(("core",))
+        self.logic.saveMcEdits(patientId, image, timepoints, self.params.readerId)
         self._runExtentAndShow(patientId, image, timepoints)
 
     def onMcCompare(self) -> None:
         patientId, image, _timepoints = self._mcCase()
-        p = self._parameterNode
+        p = self.params
 
         def show():
             self.ui.mcResultLabel.text = self.logic.mcComparisonText(patientId, image)
 
-        self._runTask(self.logic.mcCompareArguments(p.timepointA, p.timepointB), _("Microcalcification comparison"),
-                      onSuccess=show)
+        self.tasks.run(self.logic.mcCompareArguments(p.timepointA, p.timepointB), _("Microcalcification comparison"),
+                       onSuccess=show)

@@ -7,7 +7,8 @@ import vtk
 
 from .table_data import table_columns
 
-_ARRAY_TYPES = {"double": vtk.vtkDoubleArray, "int": vtk.vtkIntArray, "string": vtk.vtkStringArray}
+_ARRAY_TYPES = {"double": vtk.vtkDoubleArray, "int": vtk.vtkIntArray, "int64": vtk.vtkLongLongArray,
+                "string": vtk.vtkStringArray}
 
 
 def tableNodeFromDataFrame(frame, name: str, tableNode=None, maxRows: int | None = None):
@@ -30,10 +31,11 @@ def tableNodeFromDataFrame(frame, name: str, tableNode=None, maxRows: int | None
 
 
 def showTable(tableNode) -> None:
-    """Show a table in a layout that has a table view."""
-    layoutManager = slicer.app.layoutManager()
-    if layoutManager is not None:
-        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+    """Show a table in the table view; the layout changes only when the current one has none."""
+    from .study_view import layoutShowsTable, setLayout
+
+    if not layoutShowsTable():
+        setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
     slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
     slicer.app.applicationLogic().PropagateTableSelection()
 

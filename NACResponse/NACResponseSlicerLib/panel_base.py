@@ -1,9 +1,9 @@
-"""What every panel shares: the open study (logic side) and, on the widget side, error display,
-the background task with progress, log and Cancel, and the first-use dependency check.
+"""Widget side shared by every panel: error display, button wiring, and the background task area
+(progress, log, Cancel) with the per-task dependency check.
 
-The panel modules (``*_panel.py``) each define a ``...Logic`` mixin (scene work, no widgets; the
-self-test drives it) and a ``...Handlers`` mixin (reads the .ui widgets and the parameter node, calls
-the logic).  ``panels.py`` composes them into the module's Logic and Widget.
+Each panel is an object built from the module's ``.ui`` widgets, its own logic object (injected;
+see ``panels.PanelLogic``), the ``TaskPanel`` and a callable returning the current parameter node.
+Panel logic never touches widgets, so CI drives it on real MRML without Qt.
 """
 
 from __future__ import annotations
@@ -12,78 +12,75 @@ import slicer
 from slicer.i18n import tr as _
 
 
-class StudyContext:
-    """The study folder the panels work on (a ``NACResponseLib.study.store.StudyStore``)."""
-
-    store = None
-
-    def _requireStore(self):
-        if self.store is None:
-            raise ValueError("Open a study folder first (Study section).")
-        return self.store
-
-    def reloadCohort(self):
-        """Re-read the manifest after a background command added rows (e.g. new segmentations)."""
-        from NACResponseLib.study.store import StudyStore
-
-        self.store = StudyStore(self._requireStore().root)
-        return self.store
-
-    def readTable(self, name: str):
-        store = self._requireStore()
-        return store.read_table(name) if store.has_table(name) else None
-
-    def ensureDependencies(self, requirementsPath: str) -> bool:
-        from .installer import ensureDependencies
-
-        return ensureDependencies(requirementsPath)
-
-    def runInBackground(self, arguments, title, onProgress=None, onLog=None, onFinished=None):
-        from .qt_runner import BackgroundTask
-
-        return BackgroundTask(arguments, title, onProgress=onProgress, onLog=onLog, onFinished=onFinished).start()
+def guarded(handler) -> None:
+    """Run a button handler; show any error in a dialog instead of losing it in the console."""
+    with slicer.util.tryWithErrorDisplay(_("NACResponse: the action failed."), waitCursor=True):
+        handler()
 
 
-class TaskHandlers:
-    """Widget side: ``self.ui``, ``self.logic`` and ``self._parameterNode`` come from the Widget."""
+class Panel:
+    """Base of the panel widgets: ``ui`` (the module's widgets), ``logic`` (this panel's logic),
+    ``tasks`` (the TaskPanel) and ``parameterNode()`` (the current parameter node)."""
 
-    _task = None
-    _dependenciesChecked = False
+    def __init__(self, ui, logic, tasks, parameterNode) -> None:
+        self.ui, self.logic, self.tasks, self._parameterNode = ui, logic, tasks, parameterNode
 
-    def connectTaskPanel(self) -> None:
-        self.ui.cancelButton.connect("clicked(bool)", lambda checked: self.onCancel())
-        self.ui.installDependenciesButton.connect("clicked(bool)", lambda checked: self._guarded(self.onInstallDependencies))
+    @property
+    def params(self):
+        return self._parameterNode()
 
-    def _guarded(self, handler) -> None:
-        with slicer.util.tryWithErrorDisplay(_("NACResponse: the action failed."), waitCursor=True):
-            handler()
+    def connect(self) -> None:
+        """Connect this panel's widgets (called once from the module widget's setup)."""
 
-    def _connectButtons(self, pairs) -> None:
+    def connectButtons(self, pairs) -> None:
         for button, handler in pairs:
-            button.connect("clicked(bool)", lambda checked, h=handler: self._guarded(h))
+            button.connect("clicked(bool)", lambda checked, h=handler: guarded(h))
 
-    def _patient(self) -> str:
-        patientId = self._parameterNode.patientId
+    def patient(self) -> str:
+        patientId = self.params.patientId
         if not patientId:
             raise ValueError(_("Choose a patient first (Study section)."))
         return patientId
 
-    def _ensureDependencies(self) -> None:
-        if not self._dependenciesChecked:
-            self._dependenciesChecked = self.logic.ensureDependencies(self.resourcePath("requirements.txt"))
 
-    def _runTask(self, arguments, title, onSuccess=None) -> None:
-        """Start a background ``nacresponse`` command (one at a time); ``onSuccess`` may start the next."""
-        if self._task is not None and self._task.running:
+class TaskPanel:
+    """The background task area: one ``nacresponse`` command at a time, with progress, log and Cancel.
+
+    Before a task starts, only the dependency groups that task needs are checked and, after asking,
+    installed (``installer.ensureDependencies``); a group that failed never blocks the others.
+    """
+
+    def __init__(self, ui, requirementsPath: str) -> None:
+        self.ui, self.requirementsPath = ui, requirementsPath
+        self.task = None
+
+    def connect(self) -> None:
+        self.ui.cancelButton.connect("clicked(bool)", lambda checked: self.cancel())
+        self.ui.installDependenciesButton.connect("clicked(bool)", lambda checked: guarded(self.onInstallDependencies))
+
+    def ensure(self, groups) -> None:
+        """Make the dependency groups available (asks before installing); raises when they are not."""
+        from .installer import ensureDependencies
+
+        if not ensureDependencies(self.requirementsPath, groups):
+            raise RuntimeError(_("Python packages for this step are missing: {groups} (see the Python console).")
+                               .format(groups=", ".join(groups)))
+
+    def run(self, arguments, title, needs=("core",), onSuccess=None, onFinished=None) -> None:
+        """Start a background ``nacresponse`` command.  ``onSuccess`` runs only when it finished without
+        a crash (all cases done, or some failed and the rest kept); ``onFinished(result)`` always runs."""
+        from .qt_runner import BackgroundTask
+
+        if self.task is not None and self.task.running:
             raise RuntimeError(_("A background task is already running; wait for it or cancel it."))
-        self._ensureDependencies()
+        self.ensure(needs)
         self.ui.logTextEdit.clear()
         self.ui.taskProgressBar.value = 0
         self.ui.taskLabel.text = _("{title}: starting...").format(title=title)
         self.ui.cancelButton.enabled = True
 
-        def onFinished(result):
-            self._task = None
+        def finished(result):
+            self.task = None
             self.ui.cancelButton.enabled = False
             self.ui.taskLabel.text = result.message
             if result.state.name in ("SUCCEEDED", "PARTIAL"):
@@ -91,23 +88,34 @@ class TaskHandlers:
                 if onSuccess is not None:
                     with slicer.util.tryWithErrorDisplay(_("Could not show the results."), waitCursor=True):
                         onSuccess()
+            if onFinished is not None:
+                onFinished(result)
 
-        self._task = self.logic.runInBackground(arguments, title, onProgress=self._onTaskProgress,
-                                                onLog=self.ui.logTextEdit.appendPlainText, onFinished=onFinished)
+        self.task = BackgroundTask(arguments, title, onProgress=self._onProgress,
+                                   onLog=self.ui.logTextEdit.appendPlainText, onFinished=finished).start()
 
-    def _onTaskProgress(self, event) -> None:
+    def _onProgress(self, event) -> None:
         self.ui.taskProgressBar.value = int(round(100 * event.fraction))
         self.ui.taskLabel.text = f"{event.stage}: {event.done}/{event.total} {event.message}".strip()
 
-    def cancelTask(self) -> None:
-        if self._task is not None and self._task.running:
-            self._task.cancel()
-
-    def onCancel(self) -> None:
-        self.cancelTask()
+    def cancel(self) -> None:
+        if self.task is not None and self.task.running:
+            self.task.cancel()
 
     def onInstallDependencies(self) -> None:
-        self._dependenciesChecked = False
-        self._ensureDependencies()
-        self.ui.taskLabel.text = _("Python packages: all installed.") if self._dependenciesChecked else \
-            _("Python packages: some are missing (see the Python console).")
+        """Every group in turn; one that cannot be installed (declined, failed, needs the PyTorch
+        extension) is reported and the others still go ahead."""
+        import logging
+
+        from .installer import ensureDependencies, installableGroups
+
+        missing = []
+        for group in installableGroups(self.requirementsPath):
+            try:
+                if not ensureDependencies(self.requirementsPath, [group]):
+                    missing.append(group)
+            except RuntimeError as exc:
+                logging.warning(f"NACResponse: Python packages of '{group}': {exc}")
+                missing.append(group)
+        self.ui.taskLabel.text = (_("Python packages: all installed.") if not missing else
+                                  _("Python packages missing for: {groups}.").format(groups=", ".join(missing)))

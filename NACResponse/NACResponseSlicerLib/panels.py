@@ -1,38 +1,36 @@
-"""The module's Logic and Widget behaviour, composed from one module per panel.
+"""The module's logic, composed: one logic object per panel, all sharing one open study.
 
-``PanelLogic`` (no widgets; the module's Logic and the self-test use it) and ``PanelHandlers`` (the
-module's Widget mixes it in: connects the .ui buttons to the panels' handlers).  Quick steps (a
-study, a reader-session case, FTV, RECIST lines, prediction, MC edits) call NACResponseLib in-process;
-long ones run as ``nacresponse`` commands in a background process.  NACResponseLib is imported inside
-methods so the module loads before its dependencies are installed.
+Widget-free (neither Qt nor ``slicer.i18n``), so the self-test and CI drive every panel's scene work
+on real MRML.  ``widgets.PanelWidgets`` composes the matching panel widgets around these objects.
 """
 
 from __future__ import annotations
 
-from .features_panel import FeaturesHandlers, FeaturesLogic
-from .mc_panel import McHandlers, McLogic
-from .panel_base import StudyContext, TaskHandlers
-from .prediction_panel import PredictionHandlers, PredictionLogic
-from .segmentation_panel import SegmentationHandlers, SegmentationLogic
-from .session_panel import READER_ATTRIBUTE, SESSION_ATTRIBUTE, SessionHandlers, SessionLogic
-from .study_panel import StudyHandlers, StudyLogic
+from .context import StudyContext
+from .features_logic import FeaturesLogic
+from .mc_logic import McLogic
+from .prediction_logic import PredictionLogic
+from .segmentation_logic import SegmentationLogic
+from .session_logic import SessionLogic
+from .study_logic import StudyLogic
 
-__all__ = ["PanelLogic", "PanelHandlers", "READER_ATTRIBUTE", "SESSION_ATTRIBUTE"]
-
-
-class PanelLogic(StudyContext, StudyLogic, SessionLogic, SegmentationLogic, FeaturesLogic, PredictionLogic, McLogic):
-    """Every panel's work without widgets."""
+PANELS = ("study", "session", "segmentation", "features", "prediction", "mc")
 
 
-class PanelHandlers(TaskHandlers, StudyHandlers, SessionHandlers, SegmentationHandlers, FeaturesHandlers,
-                    PredictionHandlers, McHandlers):
-    """Every panel's widget handlers; needs ``self.ui``, ``self.logic`` and ``self._parameterNode``."""
+class PanelLogic:
+    """``study``, ``session``, ``segmentation``, ``features``, ``prediction`` and ``mc``: each a panel's
+    logic with the shared ``context`` (the open study)."""
 
-    def connectPanels(self) -> None:
-        self.connectTaskPanel()
-        self.connectStudyPanel()
-        self.connectSessionPanel()
-        self.connectSegmentationPanel()
-        self.connectFeaturesPanel()
-        self.connectPredictionPanel()
-        self.connectMcPanel()
+    def __init__(self, context: StudyContext | None = None) -> None:
+        self.context = context if context is not None else StudyContext()
+        self.study = StudyLogic(self.context)
+        self.session = SessionLogic(self.context)
+        self.segmentation = SegmentationLogic(self.context)
+        self.features = FeaturesLogic(self.context)
+        self.prediction = PredictionLogic(self.context)
+        self.mc = McLogic(self.context)
+
+    def reset(self) -> None:
+        """Forget the open study and session (scene closed, module reloaded)."""
+        self.session.closeSession()
+        self.context.close()

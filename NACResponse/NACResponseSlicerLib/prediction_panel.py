@@ -1,147 +1,36 @@
-"""Prediction panel: a saved model (``nacresponse model train``) predicts the current patient
-in-process (``NACResponseLib.modelling.cohort.predict_study``: probability, class per operating
-point, top contributing features); Grad-CAM maps of ``features deep --gradcam`` as overlays; cohort
-ROC and calibration from ``reports/models/<target>/evaluation.json`` as plot charts."""
+"""Prediction panel widgets: predict the current patient, Grad-CAM overlays, cohort curves, and the
+case report (written in the background, then opened in the system browser)."""
 
 from __future__ import annotations
 
-import pathlib
-
-import slicer
+import qt
 from slicer.i18n import tr as _
 
-from .naming import volume_name
-
-GRADCAM_OPACITY = 0.4
-GRADCAM_COLOR_NODE_ID = "vtkMRMLColorTableNodeRainbow"  # a built-in table of vtkMRMLColorLogic
+from .panel_base import Panel
 
 
-def _modelFolder(modelFile) -> pathlib.Path:
-    folder = pathlib.Path(str(modelFile)) if modelFile else None
-    if folder is None or str(folder) == "." or not (folder / "model.json").is_file():
-        raise ValueError("Choose a saved model folder (with model.json, made by 'nacresponse model train').")
-    return folder
-
-
-class PredictionLogic:
-    def predictCase(self, modelFile, patientId: str, reader: str | None = None) -> dict:
-        """The core's prediction of one patient from the study's feature tables (or its error)."""
-        from NACResponseLib.modelling.cohort import predict_study
-
-        return predict_study(self._requireStore(), _modelFolder(modelFile), [patientId], reader=reader or None)[0]
-
-    def showPrediction(self, prediction: dict, patientId: str) -> str:
-        """The summary text; the top contributing features become a table node (shown)."""
-        from .mrml_tables import namedNode, showTable, tableNodeFromDataFrame
-        from .prediction_text import prediction_summary, top_features_frame
-
-        top = top_features_frame(prediction)
-        if top is not None and len(top):
-            title = f"{patientId} top features"
-            showTable(tableNodeFromDataFrame(top, title, namedNode("vtkMRMLTableNode", title)))
-        return prediction_summary(prediction)
-
-    def gradcamFiles(self, patientId: str, timepoints) -> dict:
-        """``{timepoint: [Grad-CAM map files]}`` written by ``features deep --gradcam``."""
-        root = self._requireStore().root / "deep" / "gradcam" / patientId
-        out = {}
-        for timepoint in timepoints:
-            files = sorted((root / timepoint).glob("*.nii.gz")) if (root / timepoint).is_dir() else []
-            if files:
-                out[timepoint] = files
-        return out
-
-    def showGradcam(self, patientId: str, timepoints) -> list:
-        """Each timepoint's first Grad-CAM map over its DCE-early image (the map shares its grid)."""
-        from .mrml_tables import namedNode
-        from .study_view import (
-            SIDE_BY_SIDE_VIEWS,
-            loadTimepointImage,
-            placeInFolder,
-            showOverlay,
-            showSideBySide,
-        )
-        from .volumes import loadImageFile
-
-        store = self._requireStore()
-        found = self.gradcamFiles(patientId, timepoints)
-        backgrounds, overlays = [], []
-        for timepoint in timepoints:
-            if timepoint not in found:
-                backgrounds.append(None)
-                overlays.append(None)
-                continue
-            path = found[timepoint][0]
-            name = f"{volume_name(patientId, timepoint, 'gradcam')} {path.name.split('__')[0]}"
-            overlay = namedNode("vtkMRMLScalarVolumeNode", name) or loadImageFile(str(path), name)
-            overlay.GetDisplayNode().SetAndObserveColorNodeID(GRADCAM_COLOR_NODE_ID)
-            placeInFolder(overlay, patientId, timepoint)
-            backgrounds.append(loadTimepointImage(store, patientId, timepoint, "dce_early"))
-            overlays.append(overlay)
-        if any(overlays):
-            showSideBySide(*backgrounds[:2])
-            for viewName, overlay in zip(SIDE_BY_SIDE_VIEWS, overlays):
-                showOverlay(viewName, overlay, GRADCAM_OPACITY)
-        return [o for o in overlays if o is not None]
-
-    def evaluationFile(self, modelFile=None):
-        """The evaluation of the chosen model's target, else the first one of the study, else None."""
-        from .evaluation_curves import find_evaluations
-
-        found = find_evaluations(self._requireStore().reports_dir)
-        if modelFile and str(modelFile) not in ("", "."):
-            from NACResponseLib.modelling.artefact import load_model
-
-            target = load_model(_modelFolder(modelFile)).meta.get("target")
-            if target in found:
-                return found[target]
-        return next(iter(found.values()), None)
-
-    def showEvaluationPlots(self, modelFile=None, show: bool = True) -> dict:
-        """ROC (one curve per model, with the chance line) and calibration (with the ideal line) charts."""
-        import pandas as pd
-
-        from .evaluation_curves import auc_text, calibration_frames, load_evaluation, roc_frames
-        from .mrml_tables import namedNode, plotSeriesChart, tableNodeFromDataFrame
-
-        path = self.evaluationFile(modelFile)
-        if path is None:
-            raise ValueError("No evaluation results in this study yet (run 'nacresponse model evaluate').")
-        evaluation = load_evaluation(path)
-        target = path.parent.name
-        diagonal = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]})
-
-        def table(frame, name):
-            return tableNodeFromDataFrame(frame, name, namedNode("vtkMRMLTableNode", name))
-
-        charts = {}
-        for kind, frames, x, y, reference, xTitle, yTitle in (
-                ("ROC", roc_frames(evaluation), "fpr", "tpr", "chance", "1 - specificity", "sensitivity"),
-                ("calibration", calibration_frames(evaluation), "mean_predicted", "observed", "ideal",
-                 "mean predicted probability", "observed proportion")):
-            title = f"{target} {kind}"
-            series = [(table(frame, f"{title} {model}"), x, y, model) for model, frame in frames.items()]
-            series.append((table(diagonal, f"{title} {reference}"), "x", "y", reference))
-            charts[kind] = plotSeriesChart(series, title, xTitle, yTitle, lineOnly=kind == "ROC", show=False)
-        if show:
-            slicer.modules.plots.logic().ShowChartInLayout(charts["ROC"])
-        return {"charts": charts, "text": f"{target}: {auc_text(evaluation)} (calibration chart: "
-                                          f"'{target} calibration' in the plot view's chart list)."}
-
-
-class PredictionHandlers:
-    def connectPredictionPanel(self) -> None:
-        self._connectButtons([(self.ui.predictButton, self.onPredict),
-                              (self.ui.showEvaluationButton, self.onShowEvaluation)])
+class PredictionPanel(Panel):
+    def connect(self) -> None:
+        self.connectButtons([(self.ui.predictButton, self.onPredict),
+                             (self.ui.showEvaluationButton, self.onShowEvaluation),
+                             (self.ui.caseReportButton, self.onCaseReport)])
 
     def onPredict(self) -> None:
-        p = self._parameterNode
-        patientId = self._patient()
-        text = self.logic.showPrediction(self.logic.predictCase(p.modelFile, patientId), patientId)
+        p = self.params
+        patientId = self.patient()
+        self.tasks.ensure(("core", "stats"))
+        prediction = self.logic.predictCase(p.modelFile, patientId)
         overlays = self.logic.showGradcam(patientId, [p.timepointA, p.timepointB])
+        text = self.logic.showPrediction(prediction, patientId)  # after Grad-CAM: its layout keeps the table
         if overlays:
             text += " " + _("Grad-CAM: {names}.").format(names=", ".join(o.GetName() for o in overlays))
         self.ui.predictionResultLabel.text = text
 
     def onShowEvaluation(self) -> None:
-        self.ui.predictionResultLabel.text = self.logic.showEvaluationPlots(self._parameterNode.modelFile)["text"]
+        self.tasks.ensure(("core", "stats"))
+        self.ui.predictionResultLabel.text = self.logic.showEvaluationPlots(self.params.modelFile)["text"]
+
+    def onCaseReport(self) -> None:
+        arguments, page = self.logic.caseReportJob(self.patient(), self.params.modelFile)
+        self.tasks.run(arguments, _("Case report"), needs=("core", "stats"),
+                       onSuccess=lambda: qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(page))))

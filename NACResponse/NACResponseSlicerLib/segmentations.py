@@ -13,6 +13,19 @@ import vtk
 from .volumes import imageFromVolume, volumeFromImage
 
 
+def _colourNodeIds() -> set[str]:
+    return {node.GetID() for node in slicer.util.getNodesByClass("vtkMRMLColorNode")}
+
+
+def _removeTemporaryVolume(volumeNode, colourNodesBefore: set[str]) -> None:
+    """Remove a temporary label map and the colour table made for it, if one was; never a colour node
+    that existed before: label maps show Slicer's shared tables (``vtkMRMLColorTableNodeLabels``),
+    which every module uses."""
+    slicer.mrmlScene.RemoveNode(volumeNode)
+    for nodeId in _colourNodeIds() - colourNodesBefore:
+        slicer.mrmlScene.RemoveNode(slicer.mrmlScene.GetNodeByID(nodeId))
+
+
 def newSegmentationNode(name: str, referenceVolume):
     segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentationNode.CreateDefaultDisplayNodes()
@@ -23,6 +36,7 @@ def newSegmentationNode(name: str, referenceVolume):
 def importLabelmapImage(labelImage, segmentationNode, referenceVolume, segmentName: str | None = None,
                         color=None) -> list[str]:
     """Add the non-zero labels of a SimpleITK label image as segments; returns the new segment IDs."""
+    colourNodes = _colourNodeIds()
     labelmapNode = volumeFromImage(labelImage, "__nacresponse_import__", labelmap=True)
     segmentation = segmentationNode.GetSegmentation()
     before = {segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())}
@@ -31,10 +45,7 @@ def importLabelmapImage(labelImage, segmentationNode, referenceVolume, segmentNa
         if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmapNode, segmentationNode):
             raise RuntimeError(f"could not import the label map into {segmentationNode.GetName()}")
     finally:
-        displayNode = labelmapNode.GetDisplayNode()
-        if displayNode is not None and displayNode.GetColorNode() is not None:
-            slicer.mrmlScene.RemoveNode(displayNode.GetColorNode())
-        slicer.mrmlScene.RemoveNode(labelmapNode)
+        _removeTemporaryVolume(labelmapNode, colourNodes)
     newIds = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())
               if segmentation.GetNthSegmentID(i) not in before]
     for index, segmentId in enumerate(newIds):
@@ -68,6 +79,7 @@ def exportToLabelmapImage(segmentationNode, referenceVolume, segmentIds: list[st
     ids = vtk.vtkStringArray()
     for segmentId in segmentIds if segmentIds is not None else segmentIdsOf(segmentationNode):
         ids.InsertNextValue(segmentId)
+    colourNodes = _colourNodeIds()
     labelmapNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__nacresponse_export__")
     try:
         if not slicer.modules.segmentations.logic().ExportSegmentsToLabelmapNode(
@@ -75,17 +87,4 @@ def exportToLabelmapImage(segmentationNode, referenceVolume, segmentIds: list[st
             raise RuntimeError(f"could not export {segmentationNode.GetName()} on {referenceVolume.GetName()}")
         return imageFromVolume(labelmapNode)
     finally:
-        displayNode = labelmapNode.GetDisplayNode()
-        if displayNode is not None and displayNode.GetColorNode() is not None:
-            slicer.mrmlScene.RemoveNode(displayNode.GetColorNode())
-        slicer.mrmlScene.RemoveNode(labelmapNode)
-
-
-def saveSegmentAsMask(segmentationNode, segmentId: str, referenceVolume, path: str) -> None:
-    """One segment -> binary mask file (label 1) on the reference grid, written atomically."""
-    import SimpleITK as sitk
-
-    from NACResponseLib.imageio import write_image
-
-    image = exportToLabelmapImage(segmentationNode, referenceVolume, [segmentId])
-    write_image(sitk.Cast(image > 0, sitk.sitkUInt8), path)
+        _removeTemporaryVolume(labelmapNode, colourNodes)

@@ -1,15 +1,23 @@
 """In-Slicer self-test of every panel's logic, without GUI interaction (``NACResponseTest``).
 
-Each function takes the running ``unittest.TestCase``.  A small synthetic study is generated into a
-temporary folder (no network); in testing mode nothing is installed, so tests that need a core
-dependency missing from Slicer's Python skip with the reason.
+Each function takes the running ``unittest.TestCase``.  ``runAll`` runs every one on a cleared scene
+and reports each result: a failing test fails alone, the others still run.  A small synthetic study
+is generated once per run into a temporary folder (no network) and deleted at the end, so a second
+*Reload and Test* starts clean.  In testing mode nothing is installed, so tests that need a core
+dependency missing from Slicer's Python skip with the reason.  CI runs the same functions on real
+MRML (Testing/test_slicer_mrml.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import shutil
 import tempfile
+import traceback
+import unittest
+from dataclasses import dataclass
 
 import numpy as np
 import slicer
@@ -28,7 +36,49 @@ TESTS = [
     "test_mc_panel",
 ]
 
-_study = {}
+_study = {}  # this run's synthetic study; emptied by runAll
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    status: str  # "passed", "skipped" or "failed"
+    detail: str = ""
+
+
+def runAll(t, names=None, report=None) -> list[Result]:
+    """Run the self-tests (all, or ``names``) on a cleared scene each; every result is kept."""
+    results = []
+    _study.clear()
+    try:
+        for name in names or TESTS:
+            slicer.mrmlScene.Clear()
+            if report is not None:
+                report(f"NACResponse: {name}")
+            try:
+                globals()[name](t)
+            except unittest.SkipTest as reason:
+                results.append(Result(name, "skipped", str(reason)))
+            except Exception as exc:  # noqa: BLE001 - a failing test must not hide the others
+                logging.error(f"NACResponse self-test {name} failed:\n{traceback.format_exc()}")
+                results.append(Result(name, "failed", f"{type(exc).__name__}: {exc}"))
+            else:
+                results.append(Result(name, "passed"))
+    finally:
+        root = _study.pop("root", None)
+        _study.clear()
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
+    logging.info(summary(results))
+    return results
+
+
+def summary(results) -> str:
+    counts = {status: sum(r.status == status for r in results) for status in ("passed", "skipped", "failed")}
+    lines = [f"NACResponse self-test: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"]
+    lines += [f"  {r.status}: {r.name}" + (f" ({r.detail})" if r.detail else "") for r in results
+              if r.status != "passed"]
+    return "\n".join(lines)
 
 
 def _requireCore(t) -> None:
@@ -44,7 +94,7 @@ def _syntheticStudy(t):
         from NACResponseLib.demo.synthetic import generate_cohort
         from NACResponseLib.study.importers import import_folder
 
-        root = tempfile.mkdtemp(prefix="nacresponse-selftest-")
+        root = _study["root"] = tempfile.mkdtemp(prefix="nacresponse-selftest-")
         source = generate_cohort(os.path.join(root, "source"), n_patients=2, seed=3, mc_fraction=1.0)
         _study["store"] = import_folder(source, os.path.join(root, "study"))
     return _study["store"]
@@ -126,23 +176,31 @@ def test_tables_and_plots(t) -> None:
 
 
 def test_markups(t) -> None:
-    from .markups import lineLengthMm, lineWithLength, pointListFromRAS, rasFromPointList
+    """Point lists round-trip; a line's length measurement follows the scene's length unit (Units)."""
+    from .markups import lineLengthMm, lineWithLength, pointListFromRAS, rasFromPointList, sceneLengthUnit
 
     points = np.array([[1.0, 2.0, 3.0], [4.0, 6.0, 3.0]])
     pointList = pointListFromRAS(points, "points")
     np.testing.assert_allclose(rasFromPointList(pointList), points)
-    line = lineWithLength(points[0], points[1], "extent", centimetres=True)
+    line = lineWithLength(points[0], points[1], "extent")
     t.assertAlmostEqual(lineLengthMm(line), 5.0, places=6)
-    t.assertEqual(line.GetMeasurement("length").GetUnits(), "cm")
+    measurement = line.GetMeasurement("length")
+    t.assertAlmostEqual(measurement.GetValue(), 5.0, places=6)
+    t.assertEqual(measurement.GetUnits(), sceneLengthUnit())
 
 
 def test_installer_in_testing_mode(t) -> None:
-    """In testing mode the installer reports what is missing but never installs."""
-    from .installer import currentPlan, ensureDependencies
+    """In testing mode the installer reports what each group misses but never installs."""
+    from .installer import currentPlan, ensureDependencies, installableGroups
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources", "requirements.txt")
-    plan = currentPlan(path)
-    t.assertEqual(ensureDependencies(path), plan.empty)
+    t.assertIn("core", installableGroups(path))
+    for group in installableGroups(path):
+        plan = currentPlan(path, [group])
+        if plan.blocked:
+            t.assertRaises(RuntimeError, ensureDependencies, path, [group])
+        else:
+            t.assertEqual(ensureDependencies(path, [group]), plan.empty)
 
 
 def test_study_panel(t) -> None:
@@ -151,16 +209,16 @@ def test_study_panel(t) -> None:
 
     store = _syntheticStudy(t)
     logic = PanelLogic()
-    logic.openStudy(store.root)
-    patient = logic.patientIds()[0]
-    nodeA, nodeB = logic.loadTimepoints(patient, "pre", "post", "dce_early")
+    logic.study.openStudy(store.root)
+    patient = logic.study.patientIds()[0]
+    nodeA, nodeB = logic.study.loadTimepoints(patient, "pre", "post", "dce_early")
     t.assertEqual(nodeA.GetName(), volume_name(patient, "pre", "dce_early"))
     t.assertEqual(nodeB.GetName(), volume_name(patient, "post", "dce_early"))
     t.assertFalse(nodeA.GetDisplayNode().GetAutoWindowLevel())
     shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
     folder = shNode.GetItemParent(shNode.GetItemByDataNode(nodeA))
     t.assertEqual(shNode.GetItemName(folder), f"{patient} pre")
-    again, _ = logic.loadTimepoints(patient, "pre", "post", "dce_early")
+    again, _ = logic.study.loadTimepoints(patient, "pre", "post", "dce_early")
     t.assertIs(again, nodeA)  # loaded once
 
 
@@ -168,26 +226,27 @@ def test_reader_session(t) -> None:
     """A reader gets only their own work; Save stores a version under that reader."""
     from NACResponseLib.readers.sessions import create_session
 
-    from .panels import READER_ATTRIBUTE, PanelLogic
+    from .panels import PanelLogic
+    from .session_logic import READER_ATTRIBUTE
 
     store = _syntheticStudy(t)
     create_session(store, "selftest", ["S1", "S2"], timepoints=["pre"], seed=1)
     logic = PanelLogic()
-    logic.openStudy(store.root)
+    logic.study.openStudy(store.root)
     other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "someone else")
     other.SetAttribute(READER_ATTRIBUTE, "S2")
-    logic.openReaderSession("selftest", "S1")
+    logic.session.openReaderSession("selftest", "S1")
     t.assertIsNone(slicer.mrmlScene.GetNodeByID(other.GetID()))  # other reader's work removed
-    reference, segmentationNode, caseId = logic.loadNextSessionCase("S1")
+    reference, segmentationNode, caseId = logic.session.loadNextSessionCase("S1")
     segmentId = segmentationNode.GetSegmentation().GetNthSegmentID(0)
     array = np.zeros(slicer.util.arrayFromVolume(reference).shape, np.uint8)
     centre = tuple(s // 2 for s in array.shape)
     array[centre[0] - 2:centre[0] + 2, centre[1] - 3:centre[1] + 3, centre[2] - 3:centre[2] + 3] = 1
     slicer.util.updateSegmentBinaryLabelmapFromArray(array, segmentationNode, segmentId, reference)
-    path = logic.saveSessionSegmentation("S1", caseId, segmentationNode)
+    path = logic.session.saveSessionSegmentation("S1", caseId, segmentationNode)
     t.assertTrue(os.path.isfile(str(path)))
     t.assertIn("S1", str(path))
-    t.assertIn("1/", logic.sessionProgressText("S1"))
+    t.assertIn("1/", logic.session.sessionProgressText("S1"))
 
 
 def test_ftv_and_recist(t) -> None:
@@ -195,11 +254,11 @@ def test_ftv_and_recist(t) -> None:
 
     store = _syntheticStudy(t)
     logic = PanelLogic()
-    logic.openStudy(store.root)
-    patient = logic.patientIds()[0]
-    result = logic.runFtv(patient, "pre", None, 70.0, 0.0, 30.0)
+    logic.study.openStudy(store.root)
+    patient = logic.study.patientIds()[0]
+    result = logic.segmentation.runFtv(patient, "pre", None, 70.0, 0.0, 30.0)
     t.assertGreater(result["volume_cm3"], 0.0)
-    lines = logic.showRecistLines(result["segmentationNode"])
+    lines = logic.segmentation.showRecistLines(result["segmentationNode"])
     t.assertEqual(len(lines), 1)
     t.assertGreater(lines[0][1], 5.0)
 
@@ -238,7 +297,8 @@ def _savedModelAndFeatures(store, folder):
 
 
 def test_prediction_panel(t) -> None:
-    """Prediction, top-feature table, Grad-CAM overlay on its image, ROC and calibration charts."""
+    """Prediction, top-feature table, Grad-CAM overlay on its image, ROC and calibration charts, the
+    case report."""
     import SimpleITK as sitk
 
     from NACResponseLib.modelling.calibration import decile_table
@@ -252,12 +312,12 @@ def test_prediction_panel(t) -> None:
     modelFolder = os.path.join(tempfile.mkdtemp(prefix="nacresponse-model-"), "model")
     _savedModelAndFeatures(store, modelFolder)
     logic = PanelLogic()
-    logic.openStudy(store.root)
-    patient = logic.patientIds()[0]
-    prediction = logic.predictCase(modelFolder, patient)
+    logic.study.openStudy(store.root)
+    patient = logic.study.patientIds()[0]
+    prediction = logic.prediction.predictCase(modelFolder, patient)
     t.assertTrue(0.0 < prediction["probability"] < 1.0)
     t.assertEqual(set(prediction["classes"]), {"early", "late"})
-    text = logic.showPrediction(prediction, patient)
+    text = logic.prediction.showPrediction(prediction, patient)
     t.assertIn(f"P(pcr) = {prediction['probability']:.3f}", text)
     table = slicer.mrmlScene.GetFirstNodeByName(f"{patient} top features")
     t.assertEqual(table.GetNumberOfRows(), len(prediction["top_features"]))
@@ -272,7 +332,7 @@ def test_prediction_panel(t) -> None:
     path = store.root / "deep" / "gradcam" / patient / "pre" / "R1__resnet50.nii.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(heat, str(path))
-    overlays = logic.showGradcam(patient, ["pre", "post"])
+    overlays = logic.prediction.showGradcam(patient, ["pre", "post"])
     t.assertEqual(len(overlays), 1)
     np.testing.assert_allclose(overlays[0].GetSpacing(), dce.GetSpacing(), atol=1e-6)
     t.assertEqual(overlays[0].GetDisplayNode().GetColorNodeID(), "vtkMRMLColorTableNodeRainbow")
@@ -286,12 +346,19 @@ def test_prediction_panel(t) -> None:
     folder = store.reports_dir / "models" / "pcr"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "evaluation.json").write_text(results_to_json(evaluation))
-    shown = logic.showEvaluationPlots(modelFolder, show=False)
+    shown = logic.prediction.showEvaluationPlots(modelFolder, show=False)
     t.assertEqual(shown["charts"]["ROC"].GetNumberOfPlotSeriesNodes(), 2)  # the model and the chance line
     t.assertEqual(shown["charts"]["calibration"].GetNumberOfPlotSeriesNodes(), 2)
     rocTable = slicer.mrmlScene.GetFirstNodeByName("pcr ROC radiomics")
     t.assertEqual(slicer.util.arrayFromTableColumn(rocTable, "tpr")[-1], 1.0)
     t.assertIn("radiomics AUC 0.800", shown["text"])
+
+    # the case report: the panel's command in the background runner; the page shows this prediction
+    arguments, page = logic.prediction.caseReportJob(patient, modelFolder)
+    _runCli(t, arguments)
+    text = page.read_text(encoding="utf-8")
+    for wanted in (f"Case report: patient {patient}", f"<td>{prediction['probability']:.3f}</td>", "Grad-CAM resnet50"):
+        t.assertTrue(wanted in text, f"{wanted!r} is not on the case report page {page}")
 
 
 def _runCli(t, arguments) -> None:
@@ -307,17 +374,17 @@ def test_mc_panel(t) -> None:
     import json
 
     from .markups import lineLengthMm
-    from .mc_panel import mcExtentLineName, mcPointListName
+    from .mc_logic import mcExtentLineName, mcPointListName
     from .panels import PanelLogic
 
     store = _syntheticStudy(t)
     logic = PanelLogic()
-    logic.openStudy(store.root)
-    patient = logic.patientIds()[0]
-    image = [k for k in logic.imageKeys(patient) if k.startswith("mg_cc")][0]
-    _runCli(t, logic.mcDetectArguments(["pre", "post"]))
-    _runCli(t, logic.mcExtentArguments())
-    text = logic.showMcResults(patient, image, ["pre", "post"])
+    logic.study.openStudy(store.root)
+    patient = logic.study.patientIds()[0]
+    image = [k for k in logic.study.imageKeys(patient) if k.startswith("mg_cc")][0]
+    _runCli(t, logic.mc.mcDetectArguments(["pre", "post"]))
+    _runCli(t, logic.mc.mcExtentArguments())
+    text = logic.mc.showMcResults(patient, image, ["pre", "post"])
     t.assertIn("extent", text)
     mcs = store.read_table("mc_mcs")
     rows = mcs[(mcs.patient_id == patient) & (mcs.timepoint == "pre") & (mcs.image == image) & mcs.kept.astype(bool)]
@@ -328,17 +395,20 @@ def test_mc_panel(t) -> None:
                        & (clusters.image == image)]["extent_mm"].max()
     line = slicer.mrmlScene.GetFirstNodeByName(mcExtentLineName(patient, "pre", image))
     t.assertAlmostEqual(lineLengthMm(line), largest, places=3)  # scene geometry agrees with the core's mm
-    t.assertEqual(line.GetMeasurement("length").GetUnits(), "cm")
+    t.assertIn(f"extent {largest / 10:.2f} cm", text)
+    for timepoint, view in (("pre", "Red"), ("post", "Yellow")):  # one plane: each timepoint in its own view
+        node = slicer.mrmlScene.GetFirstNodeByName(mcPointListName(patient, timepoint, image))
+        t.assertEqual(node.GetDisplayNode().GetViewNodeIDs(), (f"vtkMRMLSliceNode{view}",))
 
     # the user deletes one MC at pre; the edit is stored in the core's format and re-applied by 'mc extent'
     pointList.RemoveNthControlPoint(0)
-    paths = logic.saveMcEdits(patient, image, ["pre", "post"], actor="S1")
+    paths = logic.mc.saveMcEdits(patient, image, ["pre", "post"], actor="S1")
     edits = json.loads(paths[0].read_text())
     t.assertEqual((len(edits["remove"]), len(edits["add"])), (1, 0))
-    _runCli(t, logic.mcExtentArguments())
-    logic.showMcResults(patient, image, ["pre", "post"])
+    _runCli(t, logic.mc.mcExtentArguments())
+    logic.mc.showMcResults(patient, image, ["pre", "post"])
     t.assertEqual(slicer.mrmlScene.GetFirstNodeByName(mcPointListName(patient, "pre", image))
                   .GetNumberOfControlPoints(), len(rows) - 1)
-    _runCli(t, logic.mcCompareArguments("pre", "post"))
-    comparison = logic.mcComparisonText(patient, image)
+    _runCli(t, logic.mc.mcCompareArguments("pre", "post"))
+    comparison = logic.mc.mcComparisonText(patient, image)
     t.assertIn("RESMIN flag", comparison)

@@ -1,7 +1,8 @@
 """Data frames -> typed columns for ``vtkMRMLTableNode`` (Slicer-free, so CI tests the conversion).
 
 ``mrml_tables.py`` turns these columns into VTK arrays.  The rules: numbers become double columns
-(NaN stays NaN), booleans become integer 0/1, integers stay integers, everything else is text with
+(NaN stays NaN), booleans become integer 0/1, integers stay integers
+(64-bit when a value does not fit in 32 bits), everything else is text with
 missing values as empty strings.  Wide feature tables (thousands of columns for one case) are
 shown transposed, one row per feature.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
 
 @dataclass(frozen=True)
 class TableColumn:
     name: str
-    kind: str  # "double", "int" or "string"
+    kind: str  # "double", "int" (32-bit), "int64" (a value beyond 32 bits) or "string"
     values: tuple
 
 
@@ -46,7 +49,9 @@ def table_columns(frame, max_rows: int | None = None) -> list[TableColumn]:
             values = tuple(int(v) if not _is_missing(v) else 0 for v in series)
             columns.append(TableColumn(str(name), "int", values))
         elif types.is_integer_dtype(series) and not series.isna().any():
-            columns.append(TableColumn(str(name), "int", tuple(int(v) for v in series)))
+            values = tuple(int(v) for v in series)
+            wide = any(not INT32_MIN <= v <= INT32_MAX for v in values)
+            columns.append(TableColumn(str(name), "int64" if wide else "int", values))
         elif types.is_numeric_dtype(series):
             values = tuple(math.nan if _is_missing(v) else float(v) for v in pd.to_numeric(series, errors="coerce"))
             columns.append(TableColumn(str(name), "double", values))

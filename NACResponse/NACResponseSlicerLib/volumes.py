@@ -21,15 +21,22 @@ def ijkToRASArray(volumeNode) -> np.ndarray:
 
 
 def volumeFromImage(image, name: str, labelmap: bool = False, volumeNode=None):
-    """SimpleITK image (2D or 3D) -> new (or updated) scalar / labelmap volume node."""
+    """SimpleITK image (2D or 3D, scalar or multi-component such as RGB) -> new (or updated) volume node.
+
+    The image's dimension decides, not the array's rank: a 2D RGB image is one slice of a vector
+    volume, not a 3-slice scalar volume."""
     import SimpleITK as sitk
 
     array = sitk.GetArrayFromImage(image)
-    if array.ndim == 2:  # mammogram: one axial slice
+    if image.GetDimension() == 2:  # mammogram or 2D ultrasound: one axial slice
         array = array[np.newaxis, ...]
+    vector = image.GetNumberOfComponentsPerPixel() > 1
+    if vector and labelmap:
+        raise ValueError(f"{name}: a label map needs one component per pixel, got {image.GetNumberOfComponentsPerPixel()}")
     matrix = ijk_to_ras(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
     if volumeNode is None:
-        className = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+        className = ("vtkMRMLLabelMapVolumeNode" if labelmap else
+                     "vtkMRMLVectorVolumeNode" if vector else "vtkMRMLScalarVolumeNode")
         return slicer.util.addVolumeFromArray(array, ijkToRAS=matrix, name=name, nodeClassName=className)
     volumeNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(matrix))
     slicer.util.updateVolumeFromArray(volumeNode, array)
@@ -45,7 +52,8 @@ def imageFromVolume(volumeNode, dimension: int = 3):
     spacing, origin, direction = sitk_geometry(ijkToRASArray(volumeNode), dimension)
     if dimension == 2:
         array = array[0]
-    image = sitk.GetImageFromArray(array)
+    vector = volumeNode.GetImageData() is not None and volumeNode.GetImageData().GetNumberOfScalarComponents() > 1
+    image = sitk.GetImageFromArray(array, isVector=vector)
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)

@@ -7,6 +7,8 @@ import csv
 from pathlib import Path
 
 from ..errors import InputError
+from ..mc.longitudinal import MAX_MATCH_MM
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -15,8 +17,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="mc_command", required=True)
 
     d = sub.add_parser("detect", help="detect MCs on every mammogram (tables mc_images, mc_detections)",
-                       description="Classical multi-scale detector in mm units; images already done are skipped "
-                       "unless --force. Per-image failures are reported and the run goes on (exit 1).")
+                       description="Classical multi-scale detector in mm units; an image already done with the same "
+                       "file and parameters is reused unless --force. Per-image failures are reported and the run goes on (exit 1).")
     d.add_argument("study", type=Path)
     d.add_argument("--spacing-mm", type=float, help="pixel size to use when the files lack one")
     d.add_argument("--threshold", type=float, default=5.0, help="detection threshold in noise SDs (default 5)")
@@ -66,17 +68,16 @@ def register(subparsers) -> None:
                    "segmentation-based tumour category")
     c.add_argument("--reader", help="segmentation reader for the tumour RECIST category")
     c.add_argument("--method", help="segmentation method (default: reference, consensus, then manual)")
-    c.add_argument("--max-match-mm", type=float, default=20.0)
+    c.add_argument("--max-match-mm", type=float, default=MAX_MATCH_MM,
+                   help=f"pre/post clusters further apart are not paired (default {MAX_MATCH_MM:g})")
     c.set_defaults(func=_compare)
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from ..cli import CANCEL
     from ..mc.cohort import detect_study
     from ..mc.detect import DetectorParams
     from ..study.store import StudyStore
 
-    tps = [t.strip() for t in args.timepoints.split(",")] if args.timepoints else None
     extra = {}
     if args.classifier:
         from ..mc.classifier import load_classifier
@@ -84,11 +85,9 @@ def _detect(args: argparse.Namespace) -> int:
         clf = load_classifier(args.classifier)  # fails here, once, on a bad folder
         extra = {"classifier": str(args.classifier.resolve()), "classifier_sha256": clf.sha256}
     res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold, **extra),
-                       spacing_mm=args.spacing_mm, timepoints=tps, force=args.force, cancel=CANCEL)
-    print(f"{res['done']} mammograms processed, {res['skipped']} already done; tables mc_images, mc_detections")
-    for case, err in res["failed"].items():
-        print(f"FAILED {case}: {err}")
-    return 1 if res["failed"] else 0
+                       spacing_mm=args.spacing_mm, timepoints=comma_list(args.timepoints), force=args.force,
+                       cancel=args.cancel)
+    return print_result(res)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -123,10 +122,10 @@ def _extent(args: argparse.Namespace) -> int:
              "min_count": args.min_count, "window_mm": args.window_mm}
     res = extent_study(store, params=ClusterParams(**{k: v for k, v in given.items() if v is not None}),
                        force=args.force)
-    print(("unchanged: " if res["skipped"] else "") + f"{res['clusters']} clusters; tables mc_mcs, mc_clusters")
-    for case, pts in res["unmatched_removals"].items():
+    print(f"{res.outputs['clusters']} clusters")
+    for case, pts in res.outputs["unmatched_removals"].items():
         print(f"WARNING {case}: removal points matched no detection: {pts}")
-    return 0
+    return print_result(res)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -136,12 +135,12 @@ def _compare(args: argparse.Namespace) -> int:
     recist = _read_recist(args.recist) if args.recist else None
     res = compare_study(StudyStore(args.study), pre=args.pre, post=args.post, recist=recist, reader=args.reader,
                         method=args.method, max_match_mm=args.max_match_mm)
-    for row in res["resmin"].itertuples():
+    for row in res.outputs["resmin"].itertuples():
         flag = "RESMIN " if row.resmin_flag else ""
         print(f"{flag}{row.patient_id} {row.laterality}: MC {row.mc_category} ({row.pre_extent_mm:.1f} -> "
               f"{row.post_extent_mm:.1f} mm), tumour {row.tumour_recist}")
-    print(f"{res['patients']} patient sides compared, {res['flagged']} flagged; tables mc_longitudinal, mc_resmin")
-    return 0
+    print(f"{res.outputs['patients']} patient sides compared, {res.outputs['flagged']} flagged")
+    return print_result(res)
 
 
 def _read_recist(path: Path) -> dict[str, str]:

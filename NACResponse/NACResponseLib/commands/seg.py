@@ -1,4 +1,5 @@
-"""``nacresponse seg``: train / predict (MONAI), FTV (I-SPY), measure (volume, diameters, RECIST)."""
+"""``nacresponse seg``: train / predict (MONAI), FTV (I-SPY), measure (volume, diameters, RECIST), export and
+import (NIfTI, DICOM SEG)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import argparse
 import json
 import sys
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import comma_list, print_result
 
 
 def _triple(kind):
@@ -95,9 +94,32 @@ def register(subparsers) -> None:
     p.add_argument("--timepoints")
     p.set_defaults(func=_measure)
 
+    p = sub.add_parser("export", help="copy segmentations out (NIfTI), with --dicom-seg also as DICOM SEG",
+                       description="Writes <out>/<patient>/<timepoint>/<reader>__<method>.nii.gz and, with "
+                       "--dicom-seg, a DICOM SEG beside each that references the source series (studies "
+                       "imported from DICOM). Exit 1 when some masks could not be written.")
+    p.add_argument("study")
+    p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--dicom-seg", action="store_true", help="also write DICOM SEG files (needs highdicom)")
+    p.add_argument("--readers")
+    p.add_argument("--methods")
+    p.add_argument("--patients")
+    p.add_argument("--timepoints")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("import", help="add the segments of a DICOM SEG to the study (on the referenced series)",
+                       description="Each segment becomes a segmentation on the grid of the series the SEG "
+                       "references. Its reader and method come from --segment, else from a NACResponse segment "
+                       "description, else (manual segments) the segment label is the reader.")
+    p.add_argument("study")
+    p.add_argument("--dicom-seg", required=True, help="the DICOM SEG file")
+    p.add_argument("--segment", action="append", default=[], metavar="NUMBER_OR_LABEL=READER[:METHOD]",
+                   help="who made a segment (repeatable), e.g. --segment 1=R1 --segment Tumour=monai:monai")
+    p.set_defaults(func=_import)
+
 
 def _train(args) -> int:
-    from ..cli import CANCEL
     from ..progress import Progress
     from ..segmentation.cohort import train_from_study
     from ..segmentation.network import NetworkConfig
@@ -106,7 +128,7 @@ def _train(args) -> int:
     from ..study.store import StudyStore
 
     config = TrainingConfig(
-        preprocess=PreprocessConfig(channels=tuple(_csv(args.channels)), spacing=args.spacing,
+        preprocess=PreprocessConfig(channels=tuple(comma_list(args.channels)), spacing=args.spacing,
                                     normalisation=args.normalisation),
         network=NetworkConfig(init_filters=args.filters), roi_size=args.roi, max_epochs=args.epochs,
         patience=args.patience, val_every=args.val_every, learning_rate=args.lr, batch_size=args.batch, val_fraction=args.val_fraction,
@@ -114,30 +136,28 @@ def _train(args) -> int:
     store = StudyStore(args.study)
     with Progress(args.epochs, "seg train") as bar:
         metrics = train_from_study(store, args.out, reader=args.reader, method=args.method, config=config,
-                                   patients=_csv(args.patients), timepoints=_csv(args.timepoints),
-                                   threads=args.threads, cancel=CANCEL,
+                                   patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
+                                   threads=args.threads, cancel=args.cancel,
                                    progress=lambda done, total, msg: bar.update(done - bar.done, msg))
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "train_cases")}, indent=1))
     return 0
 
 
 def _predict(args) -> int:
-    from ..cli import CANCEL
-    from ..segmentation.cohort import predict_study
+    from ..segmentation.cohort import segment_study
     from ..segmentation.inference import InferenceConfig
     from ..study.store import StudyStore
 
     config = InferenceConfig(roi_size=args.roi, overlap=args.overlap, sw_batch_size=args.sw_batch, tta=args.tta,
                              min_size_mm3=args.min_size, largest_component=not args.all_components)
-    frame = predict_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
-                          patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+    res = segment_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
+                          patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                           save_probability=args.probability, device=args.device, threads=args.threads,
-                          mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=CANCEL)
-    counts = frame["status"].value_counts().to_dict()
-    print(f"seg predict: {counts}")
+                          mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=args.cancel)
+    frame = res.outputs["table"]
     for _, row in frame[frame["status"].isin(["failed", "empty"])].iterrows():
         print(f"  {row['status'].upper()} {row['patient_id']}/{row['timepoint']}: {row['message']}", file=sys.stderr)
-    return 1 if counts.get("failed", 0) or counts.get("empty", 0) else 0
+    return print_result(res)
 
 
 def _ftv_config(args):
@@ -151,16 +171,16 @@ def _ftv(args) -> int:
     from ..errors import InputError
 
     if args.study:
-        from ..cli import CANCEL
         from ..segmentation.cohort import ftv_study
         from ..study.store import StudyStore
 
-        frame = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
-                          roi_method=args.roi_method, margin_mm=args.margin, patients=_csv(args.patients),
-                          timepoints=_csv(args.timepoints), cancel=CANCEL)
+        res = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
+                        roi_method=args.roi_method, margin_mm=args.margin, patients=comma_list(args.patients),
+                        timepoints=comma_list(args.timepoints), cancel=args.cancel)
+        frame = res.outputs["table"]
         cols = [c for c in ("patient_id", "timepoint", "ftv_cm3", "status") if c in frame]
         print(frame[cols].to_string(index=False))
-        return 1 if (frame["status"] == "failed").any() else 0
+        return print_result(res)
     if not (args.pre and args.early and args.late and args.out):
         raise InputError("seg ftv: give a study folder, or --pre, --early, --late and --out for one case")
     from ..imageio import read_image, write_image
@@ -180,8 +200,40 @@ def _measure(args) -> int:
     from ..segmentation.cohort import measure_study
     from ..study.store import StudyStore
 
-    frame = measure_study(StudyStore(args.study), readers=_csv(args.readers), methods=_csv(args.methods),
-                          patients=_csv(args.patients), timepoints=_csv(args.timepoints))
+    res = measure_study(StudyStore(args.study), readers=comma_list(args.readers), methods=comma_list(args.methods),
+                        patients=comma_list(args.patients), timepoints=comma_list(args.timepoints))
+    frame = res.outputs["table"]
     cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm", "recist"]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 1 if (frame["status"] == "failed").any() else 0
+    return print_result(res)
+
+
+def _export(args) -> int:
+    from ..segmentation.export import export_segmentations
+    from ..study.store import StudyStore
+
+    result = export_segmentations(StudyStore(args.study), args.out, dicom_seg=args.dicom_seg,
+                                  readers=comma_list(args.readers), methods=comma_list(args.methods),
+                                  patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
+                                  overwrite=args.overwrite)
+    print(f"seg export: {len(result['written'])} file(s) written to {args.out}; {len(result['failed'])} failed")
+    for name, err in result["failed"].items():
+        print(f"  FAILED {name}: {err}", file=sys.stderr)
+    return 1 if result["failed"] else 0
+
+
+def _import(args) -> int:
+    from ..errors import InputError
+    from ..study.dicom_seg import import_dicom_seg
+    from ..study.store import StudyStore
+
+    owners = {}
+    for item in args.segment:
+        key, sep, who = item.partition("=")
+        if not sep or not key.strip() or not who.strip():
+            raise InputError(f"--segment {item!r}: expected NUMBER_OR_LABEL=READER[:METHOD]")
+        reader, _, method = who.partition(":")
+        owners[key.strip()] = (reader.strip(), method.strip() or "manual")
+    for row in import_dicom_seg(StudyStore(args.study), args.dicom_seg, owners=owners):
+        print(f"{row['patient_id']}/{row['timepoint']} {row['reader']}/{row['method']}: {row['path']}")
+    return 0

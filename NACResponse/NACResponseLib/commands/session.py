@@ -7,9 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import comma_list
 
 
 def register(subparsers) -> None:
@@ -39,6 +37,9 @@ def register(subparsers) -> None:
     q.add_argument("--seed", type=int, default=0, help="seed of the per-reader case orders")
     q.add_argument("--adopt-existing", action="store_true",
                    help="readers' existing manual segmentations in the manifest count as their session results")
+    q.add_argument("--tokens", type=Path, metavar="FILE",
+                   help="give each reader a token that 'save' and 'import' require; written to FILE (reader,token) "
+                   "for the administrator to hand out (only their hashes are kept in the study)")
     add("list", "list the study's sessions", _list)
     q = add("status", "cases done / open / to do and time spent per reader", _status)
     q.add_argument("--json", action="store_true")
@@ -48,6 +49,7 @@ def register(subparsers) -> None:
     q.add_argument("--case", required=True, help="<patient>/<timepoint>")
     q.add_argument("--mask", required=True, type=Path, help="mask on the reference image's grid")
     q.add_argument("--keep-open", action="store_true", help="intermediate save; the case stays open")
+    _token_option(q)
     q = add("stop", "leave an open case without saving (records the time spent)", _stop, reader=True)
     q.add_argument("--case", required=True)
     q = add("import", "import segmentations made elsewhere (NIfTI/NRRD/MHA, ITK-SNAP labels, DICOM SEG)",
@@ -60,13 +62,31 @@ def register(subparsers) -> None:
     q.add_argument("--label-name", help="label name (with --label-file, or a DICOM SEG segment label)")
     q.add_argument("--label-file", type=Path, help="ITK-SNAP label description file")
     q.add_argument("--resample", action="store_true", help="resample (nearest) masks on another grid")
+    _token_option(q)
     q = add("export", "copy every reader's latest masks, versions and audit trail to a folder", _export)
     q.add_argument("--out", required=True, type=Path)
+    q.add_argument("--dicom-seg", action="store_true",
+                   help="also write each mask as a DICOM SEG referencing its source series (studies imported "
+                   "from DICOM; needs highdicom)")
     q.add_argument("--allow-incomplete", action="store_true", help="export before every reader has finished")
     q = add("consensus", "build a consensus reader (majority vote or STAPLE) from the session's results",
             _consensus)
     q.add_argument("--method", choices=("staple", "majority"), default="staple")
     q.add_argument("--reader-id", help="id of the consensus reader (default STAPLE / MV)")
+
+
+def _token_option(q) -> None:
+    q.add_argument("--token", help="this reader's token, when the session has tokens "
+                   "(default: the NACRESPONSE_READER_TOKEN environment variable)")
+
+
+def _reader_session(args):
+    """The session, with the reader's token presented (saves refuse without it when tokens are on)."""
+    import os
+
+    s = _session(args)
+    s.authenticate(args.reader, args.token or os.environ.get("NACRESPONSE_READER_TOKEN"))
+    return s
 
 
 def _store(args):
@@ -82,12 +102,23 @@ def _session(args):
 
 
 def _create(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..readers.sessions import create_session
 
-    s = create_session(_store(args), args.name, _csv(args.readers) or [], patients=_csv(args.patients),
-                       timepoints=_csv(args.timepoints), images=_csv(args.images), reference=args.reference,
-                       seed=args.seed, adopt_existing=args.adopt_existing)
+    if args.tokens is not None and args.tokens.exists():
+        raise InputError(f"{args.tokens}: already exists; choose a new file for the tokens")
+    s = create_session(_store(args), args.name, comma_list(args.readers) or [], patients=comma_list(args.patients),
+                       timepoints=comma_list(args.timepoints), images=comma_list(args.images), reference=args.reference,
+                       seed=args.seed, adopt_existing=args.adopt_existing, tokens=args.tokens is not None)
     print(f"session {s.name!r}: {len(s.spec.cases)} cases, readers {', '.join(s.spec.readers)} (seed {s.spec.seed})")
+    if args.tokens is not None:
+        import os
+
+        from ..atomic import atomic_write_text
+
+        atomic_write_text(args.tokens, "reader,token\n" + "".join(f"{r},{t}\n" for r, t in s.issued_tokens.items()))
+        os.chmod(args.tokens, 0o600)
+        print(f"reader tokens written to {args.tokens} (hand each reader theirs)")
     return 0
 
 
@@ -121,7 +152,7 @@ def _next(args: argparse.Namespace) -> int:
 
 
 def _save(args: argparse.Namespace) -> int:
-    path = _session(args).save(args.reader, args.case, args.mask, finish=not args.keep_open)
+    path = _reader_session(args).save(args.reader, args.case, args.mask, finish=not args.keep_open)
     print(path)
     return 0
 
@@ -134,9 +165,9 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..readers.sessions import import_folder, import_segmentation
+    from ..readers.mask_import import import_folder, import_segmentation
 
-    s = _session(args)
+    s = _reader_session(args)
     options = {"label": args.label, "label_name": args.label_name, "label_file": args.label_file,
                "resample": args.resample}
     if args.file:
@@ -152,9 +183,24 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..readers.sessions import export_session
+    import sys
 
-    print(export_session(_session(args), args.out, allow_incomplete=args.allow_incomplete))
+    from ..readers.sessions import export_session, session_segmentation_sets
+
+    session = _session(args)
+    if args.dicom_seg:  # a study without DICOM series is refused before anything is copied
+        from ..study.dicom_seg import export_dicom_segs
+
+        sets = session_segmentation_sets(session, allow_incomplete=args.allow_incomplete)
+        items = [(pid, tp, seg, f"{reader}/{pid}__{tp}.dcm") for (pid, tp), by_reader in sets.items()
+                 for reader, seg in by_reader.items()]
+        result = export_dicom_segs(session.store, items, args.out)
+    print(export_session(session, args.out, allow_incomplete=args.allow_incomplete))
+    if args.dicom_seg:
+        print(f"DICOM SEG: {len(result['written'])} written, {len(result['failed'])} failed")
+        for name, err in result["failed"].items():
+            print(f"  FAILED {name}: {err}", file=sys.stderr)
+        return 1 if result["failed"] else 0
     return 0
 
 

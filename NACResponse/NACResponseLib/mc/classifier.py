@@ -191,9 +191,9 @@ def train_classifier(out_dir: str | Path, *, phantom_images: int = 16, store=Non
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.model_selection import GroupKFold, cross_val_predict
     from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
     from ..modelling.artefact import save_model
-    from ..modelling.selection import ZScore
     from ..provenance import collect
 
     parts, study_counts = [], None
@@ -208,8 +208,9 @@ def train_classifier(out_dir: str | Path, *, phantom_images: int = 16, store=Non
                          f"(got {0 if data is None else len(data)} candidates); add phantom images or edited "
                          "mammograms")
     X, y = data[FEATURES].astype(float), data["label"].to_numpy(int)
-    pipe = Pipeline([("zscore", ZScore()), ("model", GradientBoostingClassifier(
-        n_estimators=100, max_depth=3, learning_rate=0.1, min_samples_leaf=5, random_state=seed))])
+    pipe = Pipeline([("zscore", StandardScaler()), ("model", GradientBoostingClassifier(
+        n_estimators=100, max_depth=3, learning_rate=0.1, min_samples_leaf=5, random_state=seed))]
+    ).set_output(transform="pandas")  # feature names reach the trees (the artefact checks the chain)
     # The threshold comes from out-of-fold probabilities (folds by image): in-sample ones are overfitted.
     groups = data["group"].to_numpy()
     folds = min(5, len(np.unique(groups)))

@@ -79,12 +79,6 @@ def sensitivity_at(curve: pd.DataFrame, fp_per_image: float) -> float:
     return float(ok["sensitivity"].max()) if len(ok) else 0.0
 
 
-def threshold_at(curve: pd.DataFrame, fp_per_image: float) -> float:
-    """Lowest score threshold with at most ``fp_per_image`` false positives per image."""
-    ok = curve[curve["fp_per_image"] <= fp_per_image]
-    return float(ok["threshold"].min()) if len(ok) else float("inf")
-
-
 def true_extent_mm(truth: Sequence[dict], cluster: int) -> float:
     """Maximum pairwise distance of the true MCs of one cluster (its true Feret extent)."""
     xy = np.array([[t["x_mm"], t["y_mm"]] for t in truth if t["cluster"] == cluster]).reshape(-1, 2)

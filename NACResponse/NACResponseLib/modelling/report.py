@@ -52,13 +52,14 @@ def plot_roc(models: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
+
+    from .evaluation import roc_points
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for k, (name, m) in enumerate(models.items()):
         y, p = np.asarray(m["y"]), np.asarray(m["oof"])
         c = COLORS[k % len(COLORS)]
-        fpr, tpr, _ = roc_curve(y, p)
+        fpr, tpr = roc_points(y, p)
         a = m["metrics"]["auc"]
         ax.plot(fpr, tpr, color=c, label=f"{name}: AUC {a['estimate']:.2f} [{a['ci_low']:.2f}-{a['ci_high']:.2f}]")
         g, lo, hi = _roc_band(y, p)
@@ -138,16 +139,29 @@ def report_body(results: dict[str, Any], out_dir: Path, prefix: str = "") -> str
             for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"):
                 if k in met:
                     row[k] = f"{met[k]['estimate']:.2f} [{met[k]['ci_low']:.2f}-{met[k]['ci_high']:.2f}]"
-            row["threshold"] = m["operating_point"]["threshold"]
+            row["threshold (final model)"] = m["operating_point"]["threshold"]
             row["cal. slope"] = m["calibration"]["slope"]
             row["cal. intercept"] = m["calibration"]["intercept"]
-            if "optimism" in m:
-                row["optimism-corrected AUC"] = m["optimism"]["corrected_auc"]
+            if "hl_p" in m["calibration"]:
+                c = m["calibration"]
+                row["Hosmer-Lemeshow"] = f"{c['hl_statistic']:.2f} (df {c['hl_df']}, p {_fmt(c['hl_p'])})"
+            v = m.get("validation")
+            if v:
+                row[".632+ AUC"] = v["auc_632plus"]
+                row["Harrell-corrected AUC"] = v["harrell_auc"] if v["harrell_valid"] else "withheld*"
             row["EPV"] = m["epv_candidates"]
             rows.append(row)
         s = results.get("settings", {})
+        rule = next((m["threshold_rule"] for m in models.values() if "threshold_rule" in m), None)
+        notes = [f"Sensitivity, specificity, PPV, NPV, accuracy and F1: threshold {html.escape(rule)}; "
+                 "the final model's threshold is chosen on all out-of-fold predictions."] if rule else []
+        withheld = [f"{html.escape(n)}: {html.escape(m['validation']['note'])}" for n, m in models.items()
+                    if m.get("validation") and not m["validation"]["harrell_valid"]]
+        if withheld:
+            notes.append("* " + "; ".join(withheld) + ".")
         parts.append(f"<h3>Performance (out-of-fold, {s.get('n_splits')}-fold CV; bootstrap {s.get('n_boot')} "
-                     f"resamples, seed {s.get('seed')})</h3>" + _table(rows))
+                     f"resamples, seed {s.get('seed')})</h3>" + _table(rows)
+                     + "".join(f"<p><small>{n}</small></p>" for n in notes))
         parts.append("<h3>DeLong comparison (paired)</h3>"
                      + _table(results.get("delong", []), ["model_1", "model_2", "n", "auc1", "auc2", "diff", "z", "p"]))
         parts.append("<h3>Selected features</h3>")
@@ -199,7 +213,7 @@ def report_body(results: dict[str, Any], out_dir: Path, prefix: str = "") -> str
 
 def write_report(results: dict[str, Any], out_dir: str | Path, title: str = "NACResponse model report") -> Path:
     out_dir = Path(out_dir)
-    body = report_body(results, out_dir)
+    body = report_body(results, out_dir) + results.get("tables_html", "")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:85%}</style></head><body>"

@@ -6,7 +6,10 @@ DCE-grid mask with dce_pre/dce_early/dce_late/t2w but not with a coarser DWI/ADC
 images explicitly (``images=[...]``) to pair them regardless (a grid mismatch is then a recorded
 failure), or set ``resample_masks=True`` to let pyradiomics resample the mask onto each image's
 grid with nearest neighbour (its ``correctMask`` setting).  2D images (ultrasound, mammography)
-use the 2D parameter set.
+use the 2D parameter set.  Nothing is skipped silently: a mask is always paired with its
+reference image (so a mask off that grid, of the wrong dimension or unreadable is a failure row),
+an unreadable image is paired with every mask of its timepoint, and a mask whose reference image
+is not in the manifest gets a failure row saying so.
 
 Two things keep the runner's throughput close to the number of cores: ROIs are handed out
 largest first (an estimate from the mask's label volume and the number of filtered images, see
@@ -26,8 +29,10 @@ import numpy as np
 
 from ..errors import CancelledError, InputError
 from ..progress import CancelToken, ProgressCallback
+from ..stage import StageResult
+from ..study.store import StudyStore
 from .params import DEFAULT, DEFAULT_2D, SHIPPED, load_params, params_hash, shipped_path, with_settings
-from .tables import long_table, wide_table
+from .tables import ID_COLUMNS, long_table, wide_table
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,7 @@ class RoiSpec:
     image_path: str
     mask_path: str
     dimension: int = 3
+    problem: str | None = None  # known at planning: the task fails with this message
 
     @property
     def key(self) -> str:
@@ -61,15 +67,19 @@ class RoiSpec:
                 "reader": self.reader, "method": self.method, "label": int(self.label)}
 
 
-class CohortRadiomics:
-    """What :func:`extract_cohort` produced (tables are also in the store when ``write``).
+class CohortRadiomics(StageResult):
+    """What :func:`extract_cohort` produced: the stage contract (done / reused / failed ROIs,
+    tables written) plus the tables themselves.
 
     ``long``, ``wide`` and ``failures`` are pandas DataFrames; when a rerun changed nothing
     (``reused_tables``) they are the stored tables, read from the study on first access.
+    ``summary`` is the runner's :class:`~NACResponseLib.runner.RunSummary`.
     """
 
     def __init__(self, long=None, wide=None, failures=None, summary=None, provenance: dict[str, Any] | None = None,
                  rois: list[RoiSpec] | None = None, *, store=None):
+        super().__init__("radiomics", done=summary.computed if summary else 0, reused=summary.reused if summary else 0,
+                         failed=dict(summary.failures) if summary else {})
         self._frames = {TABLE_LONG: long, TABLE_WIDE: wide, TABLE_FAILURES: failures}
         self._store = store
         self.summary = summary  # runner.RunSummary
@@ -125,7 +135,7 @@ def _grid(path: Path) -> tuple | None:
     return grid
 
 
-def plan_rois(store, *, images: list[str] | None = None, readers: list[str] | None = None,
+def plan_rois(store: StudyStore, *, images: list[str] | None = None, readers: list[str] | None = None,
               methods: list[str] | None = None, timepoints: list[str] | None = None,
               patients: list[str] | None = None, resample_masks: bool = False) -> list[RoiSpec]:
     """The (image, mask) pairs to extract, in cohort order (see the module docstring for the rule)."""
@@ -157,18 +167,27 @@ def plan_rois(store, *, images: list[str] | None = None, readers: list[str] | No
                     if images is not None:
                         if img.key not in images and img.role not in images:
                             continue
-                    else:
+                    elif img.key != seg.reference:  # the reference pair always stays: its failure names why
                         img_grid = grid(img.path)
-                        if mask_grid is None or img_grid is None:
-                            # unreadable file: keep the reference pair so the failure is reported
-                            if img.key != seg.reference:
-                                continue
-                        elif img_grid[0] != mask_grid[0] or (img_grid != mask_grid and not resample_masks):
+                        if mask_grid is None:
+                            continue  # unreadable mask: reported once, on its reference pair
+                        if img_grid is not None and (img_grid[0] != mask_grid[0]
+                                                     or (img_grid != mask_grid and not resample_masks)):
                             continue
                     g = grid(img.path)
                     out.append(RoiSpec(patient.patient_id, tp.name, img.key, seg.reader, seg.method, int(seg.label),
                                        img.path, seg.path, g[0] if g else 3))
+                if not tp.has_image(seg.reference) and (images is None or seg.reference in images):
+                    out.append(RoiSpec(patient.patient_id, tp.name, seg.reference, seg.reader, seg.method,
+                                       int(seg.label), "", seg.path, mask_grid[0] if mask_grid else 3,
+                                       problem=f"{seg.path}: its reference image {seg.reference!r} is not in the "
+                                               f"manifest for {patient.patient_id}/{tp.name}; nothing to extract on"))
     return out
+
+
+def planned_failure(problem: str) -> None:
+    """Runner task of a pair that cannot be extracted, so its failure row is recorded like any other."""
+    raise InputError(problem)
 
 
 def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict, dict[str, Any]]:
@@ -192,7 +211,7 @@ def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict
     return loaded[0], loaded[1], described
 
 
-def make_tasks(store, rois: list[RoiSpec], params3d: dict, params2d: dict):
+def make_tasks(store: StudyStore, rois: list[RoiSpec], params3d: dict, params2d: dict):
     """Runner tasks for ``rois``; the digest uses study-relative names, so a moved study keeps results."""
     from importlib import metadata
 
@@ -201,6 +220,10 @@ def make_tasks(store, rois: list[RoiSpec], params3d: dict, params2d: dict):
     version = f"pyradiomics={metadata.version('pyradiomics')}"
     tasks = []
     for roi in rois:
+        if roi.problem is not None:
+            tasks.append(Task(key=roi.key, function=f"{__name__}:planned_failure", kwargs={"problem": roi.problem},
+                              identity={"roi": roi.key, "problem": roi.problem}, version=version, meta=roi.id_row()))
+            continue
         p = params2d if roi.dimension == 2 else params3d
         image, mask = store.path(roi.image_path), store.path(roi.mask_path)
         tasks.append(Task(
@@ -236,6 +259,8 @@ def roi_cost(task) -> float:
     an extraction); an unreadable mask costs 0 (it fails fast).
     """
     kw = task.kwargs
+    if "mask" not in kw:  # a planned failure
+        return 0.0
     volume = _label_volumes(kw["mask"]).get(int(kw["label"]), 0.0)
     spacing = (kw["params"].get("setting") or {}).get("resampledPixelSpacing")
     if spacing and all(spacing):
@@ -278,7 +303,7 @@ def fingerprint(rois: list[RoiSpec], digests: dict[str, str], parameters: dict[s
                         "tables_version": TABLES_VERSION, "nacresponse": __version__})
 
 
-def _stored_provenance(store, value: str) -> dict[str, Any] | None:
+def _stored_provenance(store: StudyStore, value: str) -> dict[str, Any] | None:
     """The stored tables' provenance when all three exist and were written from exactly this
     fingerprint, else None."""
     found = None
@@ -295,7 +320,7 @@ def _stored_provenance(store, value: str) -> dict[str, Any] | None:
     return found
 
 
-def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
+def extract_cohort(store: StudyStore, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
                    mode: str | None = None, images: list[str] | None = None, readers: list[str] | None = None,
                    methods: list[str] | None = None, timepoints: list[str] | None = None,
                    patients: list[str] | None = None, resample_masks: bool = False,
@@ -327,7 +352,7 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
                       "patients": patients, "resample_masks": resample_masks}
     run_id = store.start_run("radiomics", run_parameters) if write else None
     try:
-        summary = run_tasks(tasks, store.root / "work" / "radiomics", mode=mode, jobs=jobs, scheduler=scheduler,
+        summary = run_tasks(tasks, store.work_dir("radiomics"), mode=mode, jobs=jobs, scheduler=scheduler,
                             stage="radiomics", progress=progress, progress_mode=progress_mode, cancel=cancel,
                             preload=preload, cost=roi_cost)
     except CancelledError:
@@ -346,7 +371,8 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
         return CohortRadiomics(summary=summary, provenance=stored, rois=rois, store=store)
     result = _assemble(rois, summary)
     merged_from = None
-    merged = _merge_stored_rows(store, result, parameters) if write and patients else None
+    subset = any(x is not None for x in (images, readers, methods, timepoints, patients))
+    merged = _merge_stored_rows(store, result, parameters, resample_masks) if write and subset else None
     if merged is not None:
         long, wide, failures, merged_from = merged
         result = CohortRadiomics(long, wide, failures, summary, rois=rois)
@@ -358,24 +384,23 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
                                 "merged_with_run": merged_from,
                                 "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
     if write:
-        store.write_table(TABLE_LONG, result.long, result.provenance)
-        store.write_table(TABLE_WIDE, result.wide, result.provenance)
-        store.write_table(TABLE_FAILURES, result.failures, result.provenance)
+        store.write_tables({TABLE_LONG: result.long, TABLE_WIDE: result.wide, TABLE_FAILURES: result.failures},
+                           result.provenance)
+        result.tables = list(TABLES)
         store.finish_run(run_id, status, summary.as_dict())
         store.audit("radiomics", target=f"table:{TABLE_LONG}",
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
     return result
 
 
-def _merge_stored_rows(store, result: CohortRadiomics, parameters: dict[str, Any]):
-    """A run over some patients (e.g. the GUI's current case) must not drop the other patients'
-    rows from the study tables: keep the stored rows of every patient this run did not touch.
+def _merge_stored_rows(store: StudyStore, result: CohortRadiomics, parameters: dict[str, Any], resample_masks: bool):
+    """A run over a subset (some patients, readers, methods, timepoints or images; e.g. the GUI's
+    current case) must not narrow the study tables: keep every stored row of an ROI this run did
+    not plan, in the order a whole-cohort run writes them.
 
     Returns (long, wide, failures, run id of the stored tables), or None when none are stored.
     Refuses to mix rows extracted with different parameter files.
     """
-    import pandas as pd
-
     if not all(store.has_table(name) for name in TABLES):
         return None
     stored_prov = store.table_provenance(TABLE_LONG)
@@ -383,14 +408,20 @@ def _merge_stored_rows(store, result: CohortRadiomics, parameters: dict[str, Any
     for key in ("params_sha256", "params_2d_sha256", "resample_masks"):
         if stored_params.get(key) != parameters.get(key):
             raise InputError(f"{store.table_path(TABLE_LONG)}: the stored radiomics tables were extracted with other "
-                             f"parameters ({key} differs); rerun the whole cohort instead of a subset of patients")
-    touched = {r.patient_id for r in result.rois}
-    old_long, old_fail = store.read_table(TABLE_LONG), store.read_table(TABLE_FAILURES)
-    long = pd.concat([old_long[~old_long["patient_id"].isin(touched)], result.long], ignore_index=True)
-    rank = {pid: i for i, pid in enumerate(store.cohort.patients)}  # the order a whole-cohort run has
-    long = long.sort_values("patient_id", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
-    failures = pd.concat([old_fail[~old_fail["patient_id"].isin(touched)], result.failures], ignore_index=True)
+                             f"parameters ({key} differs); rerun the whole cohort instead of a subset")
+    planned = [tuple(r.id_row().values()) for r in result.rois]
+    long = store.merged(TABLE_LONG, result.long, list(ID_COLUMNS), planned)
+    failures = store.merged(TABLE_FAILURES, result.failures, list(ID_COLUMNS), planned)
+    rank = {roi.key: i for i, roi in enumerate(plan_rois(store, resample_masks=resample_masks))}
+    long, failures = (_in_order(frame, rank) for frame in (long, failures))
     return long, wide_table(long), failures, stored_prov.get("run_id")
+
+
+def _in_order(frame, rank: dict[str, int]):
+    """Rows in whole-cohort plan order (rows the plan does not know last, in their order)."""
+    keys = ["/".join(str(v) for v in row) for row in frame[list(ID_COLUMNS)].itertuples(index=False, name=None)]
+    order = sorted(range(len(frame)), key=lambda i: rank.get(keys[i], len(rank)))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _assemble(rois: list[RoiSpec], summary) -> CohortRadiomics:
@@ -407,7 +438,7 @@ def _assemble(rois: list[RoiSpec], summary) -> CohortRadiomics:
     return CohortRadiomics(long=long, wide=wide, failures=failures, summary=summary, rois=rois)
 
 
-def extract_case(store, patient_id: str, params=None, params_2d=None, *, jobs: int | None = None,
+def extract_case(store: StudyStore, patient_id: str, params=None, params_2d=None, *, jobs: int | None = None,
                  scheduler=None, mode: str | None = None, images: list[str] | None = None,
                  readers: list[str] | None = None, timepoints: list[str] | None = None,
                  progress: ProgressCallback | None = None, cancel: CancelToken | None = None):

@@ -2,55 +2,33 @@
 
 We do not compute any feature ourselves.  This module adds what pyradiomics leaves to the caller:
 input checks with errors that name the files (empty mask, one-voxel ROI, absent label, geometry
-mismatch, NaN voxels, 2D/3D mix), a per-process cache of configured extractors, and plain float
-results without the ``diagnostics_*`` entries.
+mismatch, NaN voxels, 2D/3D mix), a per-process cache of configured extractors, plain float
+results without the ``diagnostics_*`` entries and, when the parameter set has an ``ibsi`` section,
+the IBSI pre-processing of :mod:`.ibsi_preprocessing` before pyradiomics runs.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError
-from .params import load_params, params_hash, settings
+from .params import ibsi_settings, load_params, params_hash, pyradiomics_params, quiet_pyradiomics, settings
 
 _extractors: dict[str, Any] = {}
 
 
-class _DropKnownNoise(logging.Filter):
-    """pyradiomics warns on every ROI that Sum Average = 2 x Joint Average for a symmetrical GLCM."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "only 1 needs to be calculated" not in record.getMessage()
-
-
-_NOISE_FILTER = _DropKnownNoise()
-
-
-def quiet_pyradiomics() -> None:
-    """pyradiomics logs every step at INFO; keep warnings only (it is also faster).
-
-    Imports pyradiomics first: its ``__init__`` sets its logger to INFO.
-    """
-    import radiomics  # noqa: F401
-
-    for name in ("radiomics", "radiomics.glcm"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.WARNING)
-        if _NOISE_FILTER not in logger.filters:
-            logger.addFilter(_NOISE_FILTER)
-
-
 def get_extractor(params: dict[str, Any]):
-    """A configured ``RadiomicsFeatureExtractor``, cached per process by parameter hash.
+    """A configured ``RadiomicsFeatureExtractor`` (``ibsi`` section ignored), cached per process by
+    parameter hash.
 
     Its ``additionalInfo`` (the ``diagnostics_*`` entries: image and mask hashes, statistics and
     connected components, before and after resampling) is switched off: we drop those entries
     anyway, they cost about 3 % of an extraction, and feature values do not depend on them.
     """
+    params = pyradiomics_params(params)
     key = params_hash(params)
     if key not in _extractors:
         quiet_pyradiomics()
@@ -116,7 +94,8 @@ def extract(image, mask, params: dict[str, Any] | str | Path | None = None, *, l
     ``image``/``mask`` are paths or SimpleITK images; ``params`` a parameter dict, a shipped
     name or a parameter file (default: the breast protocol).  ``label`` defaults to the
     parameter file's ``label`` setting.  The mask must share the image's grid unless the
-    parameters set pyradiomics' ``correctMask`` (then pyradiomics resamples it).
+    parameters set pyradiomics' ``correctMask`` (then pyradiomics resamples it, or in IBSI mode the
+    IBSI mask interpolation does).
     """
     import SimpleITK as sitk
 
@@ -130,6 +109,15 @@ def extract(image, mask, params: dict[str, Any] | str | Path | None = None, *, l
     if mask.GetPixelID() != sitk.sitkUInt32:
         mask = sitk.Cast(mask, sitk.sitkUInt32)  # integral values checked above; pyradiomics' own tests use UInt32
     extractor = get_extractor(params)
+    ibsi = ibsi_settings(params)
+    if ibsi is not None:
+        from .ibsi_preprocessing import preprocess, roi_extractor
+
+        s = settings(params)
+        pre = preprocess(image, mask, ibsi, label=label, name=mask_name,
+                         bin_width=None if s.get("binCount") else float(s.get("binWidth", 25)))
+        image, mask, label = pre.image, pre.mask, 1
+        extractor = roi_extractor(extractor, pre)
     try:
         result = extractor.execute(image, mask, label=label)
     except (ValueError, RuntimeError, AssertionError) as exc:
@@ -139,7 +127,12 @@ def extract(image, mask, params: dict[str, Any] | str | Path | None = None, *, l
         if "geometr" in detail.lower() or "physical space" in detail.lower():
             raise GeometryMismatchError(f"{image_name} / {mask_name}: {detail}") from None
         raise InputError(f"{image_name} / {mask_name}: pyradiomics cannot extract this ROI ({detail})") from None
-    return {name: float(value) for name, value in result.items() if not name.startswith("diagnostics_")}
+    features = {name: float(value) for name, value in result.items() if not name.startswith("diagnostics_")}
+    if ibsi is not None:
+        from .ibsi_preprocessing import ibsi_definitions
+
+        features = ibsi_definitions(features, pre.n_voxels)
+    return features
 
 
 def extract_task(image: str, mask: str, params: dict[str, Any], label: int = 1, image_name: str | None = None,

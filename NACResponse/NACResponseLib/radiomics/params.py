@@ -1,20 +1,26 @@
 """Radiomics parameter sets: the shipped pyradiomics parameter files and user-supplied ones.
 
 A parameter set is the plain dict form of a pyradiomics parameter file (``imageType``,
-``featureClass``, ``setting``, optionally ``voxelSetting``).  Everything downstream (task hashes,
-provenance) works on this dict, so a YAML file and an equivalent JSON file give the same hash.
+``featureClass``, ``setting``, optionally ``voxelSetting``) plus our optional ``ibsi`` section
+(IBSI pre-processing, :mod:`.ibsi_preprocessing`), which is removed before pyradiomics sees the
+dict.  Everything downstream (task hashes, provenance) works on this dict, so a YAML file and an
+equivalent JSON file give the same hash, and switching IBSI processing on or off recomputes.
+This is the lowest radiomics module that imports pyradiomics (to validate a set), so it also
+owns :func:`quiet_pyradiomics`, which the extractor calls too.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..provenance import sha256_json
+from .ibsi_preprocessing import SECTION as IBSI_SECTION
 
 #: Shipped parameter files (in ``NACResponseLib/resources``), by short name.
 SHIPPED = {
@@ -26,7 +32,8 @@ SHIPPED = {
 DEFAULT = "breast"
 DEFAULT_2D = "breast_2d"
 
-_SECTIONS = ("imageType", "featureClass", "setting", "voxelSetting")
+PYRADIOMICS_SECTIONS = ("imageType", "featureClass", "setting", "voxelSetting")
+_SECTIONS = (*PYRADIOMICS_SECTIONS, IBSI_SECTION)
 
 
 def shipped_path(name: str) -> Path:
@@ -57,7 +64,9 @@ def load_params(source: str | Path | dict[str, Any] | None = None) -> dict[str, 
     if unknown:
         raise InputError(f"{where}: unknown top-level keys {sorted(unknown)} (a pyradiomics parameter file has "
                          f"{list(_SECTIONS)})")
-    params = {k: params[k] for k in _SECTIONS if params.get(k) is not None}
+    if params.get(IBSI_SECTION) is True:
+        params[IBSI_SECTION] = {}  # "ibsi: true": IBSI processing without interpolation or re-segmentation
+    params = {k: params[k] for k in _SECTIONS if params.get(k) not in (None, False)}
     validate(params, where)
     return params
 
@@ -78,21 +87,49 @@ def _parse_file(path: Path) -> dict[str, Any]:
     return data
 
 
+class _DropKnownNoise(logging.Filter):
+    """pyradiomics warns on every ROI that Sum Average = 2 x Joint Average for a symmetrical GLCM."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "only 1 needs to be calculated" not in record.getMessage()
+
+
+_NOISE_FILTER = _DropKnownNoise()
+
+
+def quiet_pyradiomics() -> None:
+    """pyradiomics logs every step at INFO; keep warnings only (it is also faster).
+
+    Imports pyradiomics first: its ``__init__`` sets its logger to INFO.
+    """
+    import radiomics  # noqa: F401
+
+    for name in ("radiomics", "radiomics.glcm"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if _NOISE_FILTER not in logger.filters:
+            logger.addFilter(_NOISE_FILTER)
+
+
 _valid: set[str] = set()  # hashes of parameter dicts pyradiomics accepted in this process
 
 
 def validate(params: dict[str, Any], where: str = "parameter dict") -> None:
-    """Let pyradiomics check the parameters against its own schema (once per distinct dict)."""
+    """Let pyradiomics check the parameters against its own schema, and check the ``ibsi`` section
+    (once per distinct dict)."""
     key = params_hash(params)
     if key in _valid:
         return
-    from .extractor import quiet_pyradiomics
+    if IBSI_SECTION in params:
+        from .ibsi_preprocessing import check_conflicts, parse
 
+        parse(params[IBSI_SECTION], where)
+        check_conflicts(settings(params), where)
     quiet_pyradiomics()
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 
     try:
-        RadiomicsFeatureExtractor(copy.deepcopy(params))
+        RadiomicsFeatureExtractor(copy.deepcopy(pyradiomics_params(params)))
     except Exception as exc:  # pykwalify SchemaError, ValueError
         message = str(exc).strip().splitlines()
         raise InputError(f"{where}: invalid pyradiomics parameters ({' '.join(message[:3])})") from None
@@ -102,6 +139,20 @@ def validate(params: dict[str, Any], where: str = "parameter dict") -> None:
 def params_hash(params: dict[str, Any]) -> str:
     """Stable hash of a parameter dict (sorted keys), recorded in provenance and task keys."""
     return sha256_json(params)
+
+
+def pyradiomics_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The part of a parameter set that pyradiomics reads (without the ``ibsi`` section)."""
+    return {k: v for k, v in params.items() if k in PYRADIOMICS_SECTIONS}
+
+
+def ibsi_settings(params: dict[str, Any]):
+    """The parsed ``ibsi`` section (:class:`.ibsi_preprocessing.IbsiSettings`), or None: pyradiomics' own processing."""
+    if params.get(IBSI_SECTION) in (None, False):
+        return None
+    from .ibsi_preprocessing import parse
+
+    return parse(params[IBSI_SECTION])
 
 
 def settings(params: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,15 @@ Blinding: the reader-facing API (:meth:`ReaderSession.next_case`, :meth:`ReaderS
 :meth:`ReaderSession.save`, :meth:`ReaderSession.own_segmentation`) takes the reader id and only ever
 returns images and that reader's own work.  Other readers' masks are reachable only through the
 administrative :func:`export_session` / :func:`session_segmentation_sets`, which refuse while the
-session is incomplete unless explicitly told otherwise.
+session is incomplete unless explicitly told otherwise; agreement and ICC over a session's masks
+refuse until it is complete whatever the flags (:func:`refuse_hidden_masks`).
+
+Attribution: every save records the OS user and host beside the reader id.  A session created
+with tokens gives each reader a secret (only its SHA-256 is stored); :meth:`ReaderSession.save`
+then refuses a reader who has not presented it (:meth:`ReaderSession.authenticate`), so nobody
+saves as another reader by mistake.  A local tool cannot keep a secret from its own user: the
+files are readable by whoever can read the study folder, so blinding guards against accidental
+unblinding and mix-ups, not against a reader who opens the folder on purpose.
 
 Storage (all writes atomic; the catalogue is updated in one SQLite transaction per action)::
 
@@ -20,16 +28,20 @@ Catalogue tables ``session_cases`` (status, timing per reader and case) and ``se
 events go to the audit log with durations.  A version file is written before its catalogue row,
 so a crash leaves at worst an orphan file that the next save skips over.
 
-Existing delineations can be imported per reader from NIfTI/NRRD/MHA (optionally choosing the
-label by name from an ITK-SNAP label description file) and from DICOM SEG (pydicom; binary and
-fractional segmentations whose frames lie on the reference image's slices).
+Existing delineations made elsewhere (NIfTI/NRRD/MHA, ITK-SNAP labels, DICOM SEG) are imported
+through ``mask_import.py``.
 """
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import hmac
 import json
+import os
+import platform
 import re
-import shlex
+import secrets
 import time
 import uuid
 import zlib
@@ -45,18 +57,7 @@ from ..provenance import now_iso, sha256_file
 from ..study.model import Segmentation, timepoint_order
 
 SESSIONS_DIR = "sessions"
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-SESSION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS session_cases (
-    session_id TEXT NOT NULL, reader TEXT NOT NULL, case_id TEXT NOT NULL, position INTEGER NOT NULL,
-    status TEXT NOT NULL, first_started TEXT, opened_at REAL, finished TEXT, duration_s REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (session_id, reader, case_id));
-CREATE TABLE IF NOT EXISTS session_versions (
-    session_id TEXT NOT NULL, reader TEXT NOT NULL, case_id TEXT NOT NULL, version INTEGER NOT NULL,
-    path TEXT NOT NULL, sha256 TEXT NOT NULL, saved TEXT NOT NULL, source TEXT NOT NULL,
-    duration_s REAL, PRIMARY KEY (session_id, reader, case_id, version));
-"""
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # never "." or "..": ids become folder names
 
 STATUSES = ("todo", "open", "done")
 
@@ -89,6 +90,7 @@ class SessionSpec:
     orders: dict[str, list[str]]
     created: str = ""
     adopted: dict[str, list[str]] = field(default_factory=dict)  # reader -> cases taken from the manifest
+    tokens: dict[str, str] = field(default_factory=dict)  # reader -> SHA-256 of the token save requires
 
 
 @dataclass
@@ -110,26 +112,33 @@ class CaseAssignment:
 
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-'")
+        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-' (and is not '.' or '..')")
     return value
 
 
-def _init_tables(store) -> None:
-    with store.catalogue() as db:
-        db.executescript(SESSION_SCHEMA)
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _audit(db, action: str, actor: str | None, target: str, details: dict[str, Any]) -> None:
-    db.execute("INSERT INTO audit_log (time, actor, action, target, details) VALUES (?,?,?,?,?)",
-               (now_iso(), actor, action, target, json.dumps(details, default=str)))
+def os_identity() -> dict[str, str]:
+    """Who is at the keyboard, as the operating system sees it (recorded beside the reader id)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some containers)
+        user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return {"os_user": user, "host": platform.node()}
 
 
 # ---- creating and opening ---------------------------------------------------------------------
 
 def create_session(store, name: str, readers: Sequence[str], *, patients: Sequence[str] | None = None,
                    timepoints: Sequence[str] | None = None, images: Sequence[str] | None = None,
-                   reference: str = "dce_early", seed: int = 0, adopt_existing: bool = False) -> ReaderSession:
+                   reference: str = "dce_early", seed: int = 0, adopt_existing: bool = False,
+                   tokens: bool = False) -> ReaderSession:
     """Define a session over the study's cases and record it in the catalogue.
+
+    With ``tokens`` each reader gets a random token (``session.issued_tokens``, shown once, for
+    the administrator to hand out); only its hash is stored and saves require it.
 
     Cases are all (patient, timepoint) pairs of the chosen patients/timepoints whose timepoint has
     the reference image.  A session reader who already has a manual segmentation of a case in the
@@ -142,7 +151,6 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
         raise InputError("a session needs at least one reader")
     if len(set(readers)) != len(readers):
         raise InputError(f"reader ids must be unique: {readers}")
-    _init_tables(store)
     cohort = store.cohort
     wanted = set(patients) if patients else None
     if wanted:
@@ -172,9 +180,11 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
                          f"({'; '.join(sample)}); use adopt_existing (--adopt-existing) or other reader ids")
     image_keys = list(images) if images else sorted({i.key for p in cohort for t in p.timepoints.values()
                                                      for i in t.images if case_id(p.patient_id, t.name) in cases})
+    issued = {r: secrets.token_urlsafe(12) for r in readers} if tokens else {}
     spec = SessionSpec(name=name, readers=list(readers), cases=cases, images=image_keys, reference=reference,
                        seed=int(seed), orders={r: reader_order(cases, r, seed) for r in readers},
-                       created=now_iso(), adopted={r: sorted(c) for r, c in existing.items()})
+                       created=now_iso(), adopted={r: sorted(c) for r, c in existing.items()},
+                       tokens={r: _token_hash(t) for r, t in issued.items()})
     session_id = uuid.uuid4().hex
     with store.catalogue() as db:
         if db.execute("SELECT 1 FROM reader_sessions WHERE name=?", (name,)).fetchone():
@@ -191,27 +201,24 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
                     db.execute("INSERT INTO session_versions VALUES (?,?,?,?,?,?,?,?,?)",
                                (session_id, r, cid, 1, seg.path, sha256_file(store.path(seg.path)), now_iso(),
                                 "manifest", None))
-        _audit(db, "session.create", None, f"session:{name}",
-               {"readers": readers, "cases": len(cases), "seed": seed, "reference": reference,
-                "adopted": {r: len(c) for r, c in existing.items()}})
-    return ReaderSession(store, name)
+        store.audit("session.create", target=f"session:{name}", db=db,
+                    details={"readers": readers, "cases": len(cases), "seed": seed, "reference": reference,
+                             "adopted": {r: len(c) for r, c in existing.items()}, "tokens": bool(issued),
+                             **os_identity()})
+    session = ReaderSession(store, name)
+    session.issued_tokens = issued
+    return session
 
 
 def list_sessions(store) -> list[str]:
-    _init_tables(store)
     with store.catalogue() as db:
         return [r[0] for r in db.execute("SELECT name FROM reader_sessions ORDER BY created, name")]
-
-
-def open_session(store, name: str) -> ReaderSession:
-    return ReaderSession(store, name)
 
 
 class ReaderSession:
     """One session of a study; every method that touches masks is scoped to one reader."""
 
     def __init__(self, store, name: str):
-        _init_tables(store)
         self.store = store
         with store.catalogue() as db:
             row = db.execute("SELECT session_id, spec FROM reader_sessions WHERE name=?", (name,)).fetchone()
@@ -221,6 +228,19 @@ class ReaderSession:
         self.session_id = row[0]
         self.spec = SessionSpec(**json.loads(row[1]))
         self.name = name
+        self.issued_tokens: dict[str, str] = {}
+        self._authenticated: set[str] = set()
+
+    def authenticate(self, reader: str, token: str | None) -> None:
+        """Present a reader's token; needed before :meth:`save` when the session was created with tokens."""
+        self._check_reader(reader)
+        expected = self.spec.tokens.get(reader)
+        if expected is None:
+            return
+        if not token or not hmac.compare_digest(_token_hash(token), expected):
+            raise InputError(f"session {self.name!r}: wrong or missing token for reader {reader!r} "
+                             "(ask the session administrator for yours)")
+        self._authenticated.add(reader)
 
     # ---- paths -------------------------------------------------------------------------------
     @property
@@ -298,7 +318,8 @@ class ReaderSession:
             db.execute("UPDATE session_cases SET status='open', opened_at=?, first_started=COALESCE(first_started,?) "
                        "WHERE session_id=? AND reader=? AND case_id=?",
                        (now, now_iso(), self.session_id, reader, cid))
-            _audit(db, "session.start", reader, f"session:{self.name}/{cid}", {"previous_status": row["status"]})
+            self.store.audit("session.start", actor=reader, target=f"session:{self.name}/{cid}", db=db,
+                             details={"previous_status": row["status"]})
         return self.assignment(reader, cid)
 
     def stop(self, reader: str, cid: str) -> float:
@@ -315,8 +336,8 @@ class ReaderSession:
             db.execute("UPDATE session_cases SET status=?, opened_at=NULL, duration_s=duration_s+? "
                        "WHERE session_id=? AND reader=? AND case_id=?",
                        ("done" if has_version else "todo", spent, self.session_id, reader, cid))
-            _audit(db, "session.stop", reader, f"session:{self.name}/{cid}",
-                   {"duration_s": round(spent, 3), "saved": bool(has_version)})
+            self.store.audit("session.stop", actor=reader, target=f"session:{self.name}/{cid}", db=db,
+                             details={"duration_s": round(spent, 3), "saved": bool(has_version)})
         return spent
 
     def save(self, reader: str, cid: str, mask, *, finish: bool = True, source: str = "session") -> Path:
@@ -333,6 +354,9 @@ class ReaderSession:
         self._check_reader(reader)
         self._check_case(cid)
         self._refuse_adopted(reader, cid)
+        if reader in self.spec.tokens and reader not in self._authenticated:
+            raise InputError(f"session {self.name!r} requires reader {reader!r}'s token to save "
+                             "(--token, or NACRESPONSE_READER_TOKEN); nothing saved")
         pid, tp_name = split_case(cid)
         tp = self.store.cohort[pid].timepoint(tp_name)
         ref_path = self.store.path(tp.image(self.spec.reference).path)
@@ -345,8 +369,11 @@ class ReaderSession:
         binary = sitk.Cast(image != 0, sitk.sitkUInt8)
         binary.CopyInformation(reference)
         current_rel = self._current_rel(reader, cid)
-        self._refuse_foreign_manifest_entry(reader, pid, tp_name, current_rel)
         with self._lock():
+            # Check, then write, then commit.  Another process (Slicer while the CLI saves) may
+            # have changed the manifest since this one read it: re-read it under the lock.
+            self.store.refresh()
+            self._refuse_foreign_manifest_entry(reader, pid, tp_name, current_rel)
             with self.store.catalogue() as db:
                 latest = db.execute("SELECT MAX(version) FROM session_versions WHERE session_id=? AND reader=? "
                                     "AND case_id=?", (self.session_id, reader, cid)).fetchone()[0] or 0
@@ -354,8 +381,7 @@ class ReaderSession:
             while self.store.path(self._version_rel(reader, cid, version)).exists():  # orphan of a crash
                 version += 1
             version_rel = self._version_rel(reader, cid, version)
-            write_image(binary, self.store.path(version_rel))
-            write_image(binary, self.store.path(current_rel))
+            write_image(binary, self.store.path(version_rel))  # an orphan until its row commits
             self._ensure_manifest_row(reader, pid, tp_name, current_rel)
             now = time.time()
             with self.store.catalogue() as db:
@@ -371,9 +397,12 @@ class ReaderSession:
                            "WHERE session_id=? AND reader=? AND case_id=?",
                            (status, now if not finish else None, spent, status, now_iso(), now_iso(),
                             self.session_id, reader, cid))
-                _audit(db, "session.save", reader, f"session:{self.name}/{cid}",
-                       {"version": version, "path": version_rel, "duration_s": round(spent, 3),
-                        "finished": finish, "source": source})
+                self.store.audit("session.save", actor=reader, target=f"session:{self.name}/{cid}", db=db,
+                                 details={"version": version, "path": version_rel, "duration_s": round(spent, 3),
+                                          "finished": finish, "source": source, **os_identity()})
+                # Last, inside the transaction: the current mask is replaced only when its version
+                # row is about to commit, and a failed replacement rolls the row back.
+                write_image(binary, self.store.path(current_rel))
         return self.store.path(version_rel)
 
     def own_segmentation(self, reader: str, cid: str) -> Path | None:
@@ -483,6 +512,24 @@ def session_segmentation_sets(session: ReaderSession, *, allow_incomplete: bool 
     return dict(sorted(out.items(), key=lambda kv: (kv[0][0], timepoint_order(kv[0][1]))))
 
 
+def refuse_hidden_masks(store, paths: Iterable[str], what: str) -> None:
+    """Refuse ``what`` (agreement, ICC) over masks of a reader session that is not complete.
+
+    Session masks sit in the manifest like any other segmentation, so a comparison by reader id
+    would see an unfinished session; no flag lifts this (the export has its own, administrative one).
+    """
+    names = sorted({Path(p).parts[1] for p in paths
+                    if len(Path(p).parts) > 2 and Path(p).parts[0] == SESSIONS_DIR})
+    for name in names:
+        try:
+            session = ReaderSession(store, name)
+        except InputError:
+            continue  # a folder named like a session that the catalogue does not know
+        if not session.complete:
+            raise InputError(f"{what}: uses masks of reader session {name!r}, which is not complete "
+                             f"({session.status()}); they stay hidden until every reader has finished")
+
+
 def export_session(session: ReaderSession, out_dir: str | Path, *, allow_incomplete: bool = False) -> Path:
     """Copy every reader's latest masks plus the session spec, version list and audit trail to ``out_dir``.
 
@@ -512,199 +559,3 @@ def export_session(session: ReaderSession, out_dir: str | Path, *, allow_incompl
                                   params=(f"session:{session.name}%",))
     atomic_write_text(out / "audit.csv", audit.to_csv(index=False))
     return out
-
-
-# ---- importing delineations made elsewhere ---------------------------------------------------
-
-def read_itksnap_labels(path: str | Path) -> dict[int, str]:
-    """ITK-SNAP label description file -> {label value: name}."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: label description file not found")
-    labels: dict[int, str] = {}
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            parts = shlex.split(text)
-            labels[int(parts[0])] = parts[7] if len(parts) >= 8 else parts[-1]
-        except (ValueError, IndexError):
-            raise InputError(f"{path}:{lineno}: not an ITK-SNAP label line (IDX R G B A VIS MSH \"LABEL\")") from None
-    if not labels:
-        raise InputError(f"{path}: no labels found (is this an ITK-SNAP label description file?)")
-    return labels
-
-
-def label_by_name(labels: dict[int, str], name: str, where: str) -> int:
-    matches = [v for v, n in labels.items() if n.strip().lower() == name.strip().lower()]
-    if not matches:
-        raise InputError(f"{where}: no label named {name!r} (labels: {labels})")
-    return matches[0]
-
-
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-
-
-def read_dicom_seg(path: str | Path, reference, *, segment: int | str | None = None):
-    """DICOM SEG -> binary SimpleITK mask on the reference image's grid.
-
-    Each frame's pixels are placed by their patient coordinates (ImagePositionPatient,
-    ImageOrientationPatient, PixelSpacing) into the reference grid; frames must lie on the
-    reference's voxel centres (the usual case: the SEG was drawn on that series).  ``segment`` is a
-    segment number or a SegmentLabel; default: the only segment, or segment 1.
-    """
-    import pydicom
-    import SimpleITK as sitk
-
-    path = Path(path)
-    try:
-        ds = pydicom.dcmread(str(path))
-    except Exception as exc:  # pydicom raises several types for corrupt files
-        raise InputError(f"{path}: cannot read DICOM ({exc})") from None
-    if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
-        raise InputError(f"{path}: not a DICOM Segmentation object (SOP class {ds.get('SOPClassUID')})")
-    segments = {int(s.SegmentNumber): str(s.get("SegmentLabel", "")) for s in ds.get("SegmentSequence", [])}
-    if segment is None:
-        number = 1 if 1 in segments or not segments else min(segments)
-    elif isinstance(segment, str) and not segment.isdigit():
-        number = label_by_name(segments, segment, str(path))
-    else:
-        number = int(segment)
-    if segments and number not in segments:
-        raise InputError(f"{path}: segment {number} not present (segments: {segments})")
-    frames = np.asarray(ds.pixel_array)
-    if frames.ndim == 2:
-        frames = frames[None]
-    if str(ds.get("SegmentationType", "BINARY")).upper() == "FRACTIONAL":
-        frames = frames.astype(float) / float(ds.get("MaximumFractionalValue", 255)) >= 0.5
-    frames = frames != 0
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
-    out = np.zeros(tuple(reversed(reference.GetSize())), dtype=np.uint8)
-    direction = np.asarray(reference.GetDirection(), float).reshape(3, 3)
-    inv = np.linalg.inv(direction * np.asarray(reference.GetSpacing(), float)[None, :])
-    origin = np.asarray(reference.GetOrigin(), float)
-    off_grid = 0
-    placed = 0
-    for i, per_frame in enumerate(ds.PerFrameFunctionalGroupsSequence):
-        def group(name, per_frame=per_frame, i=i):
-            if name in per_frame:
-                return per_frame[name][0]
-            if shared is not None and name in shared:
-                return shared[name][0]
-            raise InputError(f"{path}: frame {i + 1} lacks {name}")
-
-        seg_no = int(group("SegmentIdentificationSequence").ReferencedSegmentNumber)
-        if seg_no != number or not frames[i].any():
-            continue
-        position = np.asarray(group("PlanePositionSequence").ImagePositionPatient, float)
-        iop = np.asarray(group("PlaneOrientationSequence").ImageOrientationPatient, float)
-        row_spacing, col_spacing = (float(v) for v in group("PixelMeasuresSequence").PixelSpacing)
-        rr, cc = np.nonzero(frames[i])
-        points = position[None] + cc[:, None] * col_spacing * iop[None, :3] + rr[:, None] * row_spacing * iop[None, 3:]
-        index = (points - origin) @ inv.T  # continuous (x, y, z) index
-        rounded = np.rint(index).astype(int)
-        off_grid += int(np.sum(np.abs(index - rounded).max(axis=1) > 0.25))
-        inside = np.all((rounded >= 0) & (rounded < np.asarray(reference.GetSize())[None]), axis=1)
-        r = rounded[inside]
-        out[r[:, 2], r[:, 1], r[:, 0]] = 1
-        placed += int(inside.sum())
-    if off_grid:
-        raise GeometryMismatchError(f"{path}: {off_grid} segment pixels do not lie on the reference image's voxel "
-                                    "grid (the SEG was drawn on another series or resolution)")
-    if not placed:
-        raise InputError(f"{path}: segment {number} has no pixel inside the reference image")
-    image = sitk.GetImageFromArray(out)
-    image.CopyInformation(reference)
-    return image
-
-
-def load_segmentation_file(path: str | Path, reference, *, label: int | None = None, label_name: str | None = None,
-                           label_file: str | Path | None = None, resample: bool = False):
-    """Read a mask made elsewhere (NIfTI/NRRD/MHA or DICOM SEG) as a binary mask on the reference grid."""
-    import SimpleITK as sitk
-
-    from ..geometry import Geometry, geometry_differences
-    from ..imageio import read_image
-
-    path = Path(path)
-    if path.suffix.lower() == ".dcm" or (path.is_file() and _is_dicom(path)):
-        return read_dicom_seg(path, reference, segment=label_name or label)
-    image = read_image(path)
-    if label_name is not None:
-        if label_file is None:
-            raise InputError(f"{path}: --label-name needs an ITK-SNAP label description file (--label-file)")
-        label = label_by_name(read_itksnap_labels(label_file), label_name, str(label_file))
-    array = sitk.GetArrayViewFromImage(image)
-    present = np.unique(array[array != 0])
-    if present.size == 0:
-        raise InputError(f"{path}: mask is empty (no non-zero voxel)")
-    if label is None:
-        if present.size > 1:
-            raise InputError(f"{path}: several labels {present[:10].tolist()}; choose one (label / label name)")
-        label = int(present[0])
-    if label not in present:
-        raise InputError(f"{path}: label {label} absent (labels present: {present[:10].tolist()})")
-    binary = sitk.Cast(image == int(label), sitk.sitkUInt8)
-    diffs = geometry_differences(Geometry.of(reference), Geometry.of(binary))
-    if diffs:
-        if not resample:
-            raise GeometryMismatchError(f"{path}: grid differs from the reference image ({'; '.join(diffs)}); "
-                                        "resample (nearest neighbour) with --resample if it covers the same anatomy")
-        binary = sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-        if not np.any(sitk.GetArrayViewFromImage(binary)):
-            raise InputError(f"{path}: the mask lies outside the reference image after resampling")
-    return binary
-
-
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(132)
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def import_segmentation(session: ReaderSession, reader: str, cid: str, path: str | Path, **options) -> Path:
-    """Import one file as ``reader``'s segmentation of a case (a new version; audit source 'import')."""
-    from ..imageio import read_image
-
-    session._check_reader(reader)
-    session._check_case(cid)
-    pid, tp = split_case(cid)
-    ref = session.store.path(session.store.cohort[pid].timepoint(tp).image(session.spec.reference).path)
-    mask = load_segmentation_file(path, read_image(ref), **options)
-    return session.save(reader, cid, mask, source=f"import:{Path(path).name}")
-
-
-def find_case_files(folder: str | Path, cases: Iterable[str]) -> dict[str, Path]:
-    """Match files to cases: ``<patient>/<tp>/*`` folders or names starting ``<patient>_<tp>``/``<patient>__<tp>``."""
-    from ..imageio import has_image_suffix
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: folder not found")
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and (has_image_suffix(p) or _is_dicom(p))]
-    found: dict[str, Path] = {}
-    for cid in cases:
-        pid, tp = split_case(cid)
-        hits = [p for p in files
-                if p.relative_to(folder).parts[:2] == (pid, tp)
-                or re.match(rf"^{re.escape(pid)}_{{1,2}}{re.escape(tp)}(?![A-Za-z0-9])", p.name)]
-        if len(hits) > 1:
-            raise InputError(f"{folder}: several files for {cid}: {[str(h) for h in hits[:4]]}")
-        if hits:
-            found[cid] = hits[0]
-    return found
-
-
-def import_folder(session: ReaderSession, reader: str, folder: str | Path, **options) -> dict[str, Any]:
-    """Import every file of ``folder`` that matches a session case; per-file failures are recorded."""
-    from ..errors import NACError
-
-    done, failed = [], {}
-    for cid, path in find_case_files(folder, session.spec.cases).items():
-        try:
-            import_segmentation(session, reader, cid, path, **options)
-            done.append(cid)
-        except NACError as exc:
-            failed[cid] = str(exc)
-    return {"imported": done, "failed": failed}

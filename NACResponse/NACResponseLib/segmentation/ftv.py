@@ -82,12 +82,16 @@ def _box_mask(shape_zyx, box: Box | None, name: str) -> np.ndarray:
     return out
 
 
-def box_from_mm(image: sitk.Image, corner_a_mm: Sequence[float], corner_b_mm: Sequence[float]) -> tuple[int, ...]:
-    """Voxel box (x0, y0, z0, x1, y1, z1) enclosing two physical (LPS, mm) corners, clipped."""
-    a = np.asarray(image.TransformPhysicalPointToContinuousIndex(tuple(map(float, corner_a_mm))))
-    b = np.asarray(image.TransformPhysicalPointToContinuousIndex(tuple(map(float, corner_b_mm))))
-    lo = np.clip(np.floor(np.minimum(a, b) + 0.5), 0, np.asarray(image.GetSize()) - 1).astype(int)
-    hi = np.clip(np.floor(np.maximum(a, b) + 0.5) + 1, 1, np.asarray(image.GetSize())).astype(int)
+def box_from_mm(image: sitk.Image, corner_a_mm: Sequence[float], corner_b_mm: Sequence[float],
+                *more_corners_mm: Sequence[float]) -> tuple[int, ...]:
+    """Voxel box (x0, y0, z0, x1, y1, z1) enclosing physical (LPS, mm) corners, clipped.
+
+    Two opposite corners suffice for a box aligned with the image axes; pass all eight corners of a
+    box that is not (an oblique image, a rotated or transformed ROI)."""
+    corners = [corner_a_mm, corner_b_mm, *more_corners_mm]
+    index = np.array([image.TransformPhysicalPointToContinuousIndex(tuple(map(float, c))) for c in corners])
+    lo = np.clip(np.floor(index.min(axis=0) + 0.5), 0, np.asarray(image.GetSize()) - 1).astype(int)
+    hi = np.clip(np.floor(index.max(axis=0) + 0.5) + 1, 1, np.asarray(image.GetSize())).astype(int)
     return (*lo.tolist(), *hi.tolist())
 
 

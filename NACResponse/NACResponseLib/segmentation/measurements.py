@@ -43,45 +43,70 @@ def volume_ml(mask: sitk.Image | np.ndarray, label: int | None = 1, spacing=None
     return float(binary.sum()) * float(np.prod(sp)) / 1000.0
 
 
-def _corner_points(binary: np.ndarray, sp: np.ndarray) -> np.ndarray:
-    """Physical corners (mm) of the outline voxels of a 2D or 3D mask."""
+def _corner_indices(binary: np.ndarray) -> np.ndarray:
+    """Corners (continuous voxel indices, array order) of the outline voxels of a 2D or 3D mask."""
     outline = binary & ~ndimage.binary_erosion(binary, border_value=0)
     idx = np.argwhere(outline).astype(float)
     offsets = np.array(np.meshgrid(*[[-0.5, 0.5]] * binary.ndim, indexing="ij")).reshape(binary.ndim, -1).T
     corners = (idx[:, None, :] + offsets[None]).reshape(-1, binary.ndim)
-    return np.unique(corners, axis=0) * sp
+    return np.unique(corners, axis=0)
 
 
-def _feret(points: np.ndarray) -> float:
-    """Largest distance between two points (on the convex hull when there are many)."""
+def _corner_points(binary: np.ndarray, sp: np.ndarray) -> np.ndarray:
+    """Physical corners (mm) of the outline voxels of a 2D or 3D mask."""
+    return _corner_indices(binary) * sp
+
+
+def _feret_pair(points: np.ndarray) -> tuple[float, int, int]:
+    """Largest distance between two points and their row numbers (on the convex hull when there are many)."""
     if len(points) < 2:
-        return 0.0
+        return 0.0, 0, 0
+    candidates = np.arange(len(points))
     if len(points) > 64:
         from scipy.spatial import ConvexHull, QhullError
 
         try:
-            points = points[ConvexHull(points).vertices]
+            candidates = ConvexHull(points).vertices
         except (QhullError, ValueError):  # flat sets: every point is a candidate
             pass
-    best = 0.0
-    for i in range(0, len(points), 512):  # blocks keep memory bounded
-        d = np.linalg.norm(points[i:i + 512, None, :] - points[None, :, :], axis=-1)
-        best = max(best, float(d.max()))
+    hull = points[candidates]
+    best, pair = 0.0, (0, 0)
+    for i in range(0, len(hull), 512):  # blocks keep memory bounded
+        d = np.linalg.norm(hull[i:i + 512, None, :] - hull[None, :, :], axis=-1)
+        a, b = np.unravel_index(int(np.argmax(d)), d.shape)
+        if d[a, b] > best:
+            best, pair = float(d[a, b]), (int(candidates[i + a]), int(candidates[b]))
+    return best, pair[0], pair[1]
+
+
+def _feret(points: np.ndarray) -> float:
+    """Largest distance between two points."""
+    return _feret_pair(points)[0]
+
+
+def longest_inplane_diameter_ends(mask: sitk.Image | np.ndarray, label: int | None = 1, spacing=None):
+    """The RECIST longest in-plane diameter with its end points, so a viewer can draw it.
+
+    Returns (mm, slice index, start, end), the ends as continuous voxel indices (z, y, x) of outline
+    corners; (0.0, None, None, None) for an empty mask.  A 2D mask is slice 0.
+    """
+    binary, sp = _binary(mask, label, spacing)
+    if binary.ndim == 2:
+        binary, sp = binary[np.newaxis], np.r_[1.0, sp]
+    best = (0.0, None, None, None)
+    for k in np.flatnonzero(binary.any(axis=(1, 2))):
+        corners = _corner_indices(binary[k])
+        d, a, b = _feret_pair(corners * sp[1:])
+        if d > best[0]:
+            best = (d, int(k), np.r_[float(k), corners[a]], np.r_[float(k), corners[b]])
     return best
 
 
 def longest_inplane_diameter_mm(mask: sitk.Image | np.ndarray, label: int | None = 1,
                                 spacing=None) -> tuple[float, int | None]:
     """RECIST longest diameter (mm) on the acquisition plane and the slice index where it lies."""
-    binary, sp = _binary(mask, label, spacing)
-    if binary.ndim == 2:
-        return (_feret(_corner_points(binary, sp)) if binary.any() else 0.0), (0 if binary.any() else None)
-    best, where = 0.0, None
-    for k in np.flatnonzero(binary.any(axis=(1, 2))):
-        d = _feret(_corner_points(binary[k], sp[1:]))
-        if d > best:
-            best, where = d, int(k)
-    return best, where
+    length, where, _start, _end = longest_inplane_diameter_ends(mask, label, spacing)
+    return length, where
 
 
 def max_3d_diameter_mm(mask: sitk.Image | np.ndarray, label: int | None = 1, spacing=None) -> float:

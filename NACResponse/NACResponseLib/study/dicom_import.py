@@ -15,7 +15,8 @@ Timepoints: the distinct StudyDates of a patient in order map to pre / post (2 d
 pre / c2 / post (3) or pre / c2 / c4 / post (4).  Anything can be overridden per series in a
 CSV (columns ``series_uid`` and any of patient_id, timepoint, role, b_value, laterality,
 pixel_spacing_mm, skip).  A series that cannot be read or classified is reported with its files
-and the import goes on.
+and the import goes on.  Each cross-sectional series' header attributes are kept in
+``dicom/<SeriesInstanceUID>.json`` so DICOM SEG exports can reference it (dicom_seg.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..imageio import write_image
+from ..paths import within
+from .dicom_seg import write_series_record
 from .model import ROLES, image_key
 from .store import StudyStore
 
@@ -195,7 +198,7 @@ def _read_series_image(s: DicomSeries, spacing_override: float | None) -> sitk.I
             image.SetSpacing(tuple(float(v) for v in spacing)[: image.GetDimension()] + (1.0,) * (image.GetDimension() - 2))
         return image
     reader = sitk.ImageSeriesReader()
-    files = _sorted_slices(s.files)
+    files = _sorted_slices(s.files, f"series {s.uid} ({s.files[0].parent})")
     reader.SetFileNames([str(f) for f in files])
     try:
         return reader.Execute()
@@ -203,7 +206,16 @@ def _read_series_image(s: DicomSeries, spacing_override: float | None) -> sitk.I
         raise InputError(f"series {s.uid} ({files[0].parent}): cannot read ({str(exc).strip().splitlines()[-1]})") from None
 
 
-def _sorted_slices(files: list[Path]) -> list[Path]:
+#: Largest departure of one slice gap from the median gap, as a fraction of it, still called even.
+SPACING_TOLERANCE = 0.1
+
+
+def _sorted_slices(files: list[Path], where: str) -> list[Path]:
+    """Files in slice order; refuses a series whose slices are not evenly spaced.
+
+    ITK stacks the slices with the spacing of the first two, so a missing slice would silently
+    stretch the volume (a 2 mm series read as 3 mm) and shift every slice after the gap.
+    """
     import pydicom
 
     def position(f):
@@ -213,7 +225,27 @@ def _sorted_slices(files: list[Path]) -> list[Path]:
         normal = np.cross(iop[:3], iop[3:])
         return float(ipp @ normal), int(getattr(ds, "InstanceNumber", 0) or 0)
 
-    return sorted(files, key=position)
+    keyed = sorted(((position(f), f) for f in files), key=lambda pf: pf[0])
+    check_slice_spacing([p[0] for p, _ in keyed], where)
+    return [f for _, f in keyed]
+
+
+def check_slice_spacing(positions: list[float], where: str) -> None:
+    """Raise :class:`InputError` unless the sorted slice positions are evenly spaced."""
+    if len(positions) < 3:
+        return
+    gaps = np.diff(np.asarray(positions, float))
+    median = float(np.median(gaps))
+    if median <= 0 or np.any(gaps <= 1e-3 * max(median, 1e-6)):
+        n_same = int(np.sum(gaps <= 1e-3 * max(median, 1e-6)))
+        raise InputError(f"{where}: {n_same + 1} slices share a position (several phases or stacks in one "
+                         "series?); split them into separate series before importing")
+    bad = np.flatnonzero(np.abs(gaps - median) > SPACING_TOLERANCE * median)
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"{where}: uneven slice spacing: {median:.3g} mm between most slices but {gaps[i]:.3g} mm "
+                         f"between slices {i + 1} and {i + 2} ({bad.size} uneven gap(s); a slice is missing?); "
+                         "the series is not imported")
 
 
 def import_dicom(folder: str | Path, dest: str | Path, overrides: str | Path | None = None,
@@ -262,10 +294,15 @@ def import_dicom(folder: str | Path, dest: str | Path, overrides: str | Path | N
             continue
         key = image_key(info["role"], info.get("b_value"), info.get("laterality"))
         rel = Path("images") / pid / timepoint / f"{key}.nii.gz"
+        if not within(dest, dest / rel):
+            problems.append(f"{where}: patient id {pid!r} would store the series outside the study; skipped")
+            continue
         if (dest / rel).exists():
             problems.append(f"{where}: a second series for {pid}/{timepoint}/{key}; skipped (choose one with 'skip')")
             continue
         write_image(image, dest / rel)
+        if s.b_value is None and len(s.files) > 1:  # what a DICOM SEG of this series must reference
+            write_series_record(dest, s.uid, s.files)
         rows.append({"patient_id": pid, "timepoint": timepoint, "kind": "image", "path": rel.as_posix(),
                      "modality": ROLES[info["role"]][0], "role": info["role"], "b_value": info.get("b_value"),
                      "laterality": info.get("laterality"), "series_uid": s.uid,
@@ -281,4 +318,4 @@ def import_dicom(folder: str | Path, dest: str | Path, overrides: str | Path | N
 
 def _patient_id(s: DicomSeries) -> str:
     pid = re.sub(r"[^A-Za-z0-9_.-]", "_", s.tags.get("PatientID") or "anonymous")
-    return pid or "anonymous"
+    return "anonymous" if pid.strip(".") == "" else pid  # "." and ".." would be folder escapes

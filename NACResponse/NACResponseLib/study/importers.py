@@ -13,7 +13,7 @@ Three sources are supported:
   ``<ext>`` is .nii, .nii.gz, .nrrd, .mha (or .mhd).  A segmentation's reference defaults to
   dce_early for MR (the grid readers draw on).
 * **Manifest** (``import_manifest``): a manifest.csv written by hand (see manifest.py), paths
-  relative to the CSV.  Any NIfTI/NRRD/MHA file can be listed.
+  relative to the CSV and inside its folder.  Any NIfTI/NRRD/MHA file can be listed.
 * **DICOM folders** (``import_dicom``, see dicom_import.py).
 
 Files are copied into ``<study>/images/<patient>/<timepoint>/`` so the study folder is
@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..imageio import has_image_suffix
-from .manifest import CLINICAL_NAME, read_clinical, read_manifest_rows
+from ..imageio import IMAGE_SUFFIXES, has_image_suffix
+from ..paths import within
+from .manifest import CLINICAL_NAME, read_clinical, read_manifest_rows, validate_manifest_rows
 from .model import ROLES, TIMEPOINTS
 from .store import StudyStore
 
@@ -116,6 +117,7 @@ def materialise(rows: list[dict[str, Any]], dest: str | Path, clinical: dict | N
     dest = Path(dest)
     if (dest / "manifest.csv").exists():
         raise InputError(f"{dest}: already holds a study; import into a new folder")
+    validate_manifest_rows(rows, "import")  # ids become folder names: check them before copying anything
     _default_references(rows)
     out_rows = []
     for r in rows:
@@ -141,12 +143,22 @@ def materialise(rows: list[dict[str, Any]], dest: str | Path, clinical: dict | N
 
 
 def _companions(path: Path) -> list[Path]:
-    """Detached-header formats keep their data file next to the header (.mhd/.raw, .nhdr/.raw)."""
+    """Detached-header formats keep their data file next to the header (.mhd/.raw, .nhdr/.raw).
+
+    The data file must be in the header's own folder (it is copied beside the header, and a
+    header naming ``../../etc/passwd`` must not bring that file into the study).
+    """
     if path.suffix.lower() not in (".mhd", ".nhdr"):
         return []
     text = path.read_text(errors="ignore")
-    m = re.search(r"(?:ElementDataFile|data file)\s*[=:]\s*(\S+)", text)
-    return [path.parent / m.group(1)] if m and (path.parent / m.group(1)).is_file() else []
+    m = re.search(r"(?:ElementDataFile|data file|datafile)\s*[=:]\s*(\S+)", text)
+    if not m or m.group(1).upper() == "LOCAL":
+        return []
+    data = path.parent / m.group(1)
+    if data.resolve().parent != path.resolve().parent:
+        raise InputError(f"{path}: its data file {m.group(1)!r} is not in the header's folder; refused "
+                         "(keep the .raw next to its header)")
+    return [data] if data.is_file() else []
 
 
 def import_folder(source: str | Path, dest: str | Path, copy: bool = True) -> StudyStore:
@@ -162,9 +174,14 @@ def import_manifest(manifest: str | Path, dest: str | Path, clinical: str | Path
     """Import the files listed in a hand-written manifest.csv (paths relative to it)."""
     manifest = Path(manifest)
     rows = read_manifest_rows(manifest)
-    for r in rows:
-        p = Path(r["path"])
-        r["path"] = str(p if p.is_absolute() else (manifest.parent / p))
+    for i, r in enumerate(rows, start=2):
+        p = manifest.parent / r["path"]  # an absolute path replaces the folder
+        if not has_image_suffix(p):
+            raise InputError(f"{manifest}:{i}: {r['path']!r} is not an image file (use one of {IMAGE_SUFFIXES})")
+        if not within(manifest.parent, p):
+            raise InputError(f"{manifest}:{i}: {r['path']!r} lies outside the manifest's folder {manifest.parent}; "
+                             "list files below it")
+        r["path"] = str(p)
     if clinical is None and (manifest.parent / CLINICAL_NAME).is_file():
         clinical = manifest.parent / CLINICAL_NAME
     return materialise(rows, dest, read_clinical(clinical) if clinical else None, copy)

@@ -2,15 +2,17 @@
 
 The manifest maps files to patient / timepoint / role; its row schema is
 ``resources/manifest.schema.json`` (JSON Schema).  Errors name the file, the row and the column.
+Both files may be UTF-8 (with or without the byte-order mark Excel writes) or Latin-1.  Clinical
+values are range-checked (:data:`CLINICAL_RANGES`); extra clinical columns are kept as text.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -39,6 +41,17 @@ MANIFEST_COLUMNS = [
 _NUMBER = {"b_value", "pixel_spacing_mm"}
 _INTEGER = {"label", "cycle"}
 CLINICAL_COLUMNS = ["patient_id", *CLINICAL_VARIABLES, *OUTCOMES]
+#: Plausible values of the numeric clinical columns (inclusive); anything else is a typo or a unit error.
+CLINICAL_RANGES = {"age": (0.0, 120.0), "ki67": (0.0, 100.0), "rcb_index": (0.0, math.inf)}
+
+
+def read_table_text(path: Path) -> str:
+    """A CSV's text: UTF-8 (an Excel byte-order mark is dropped), else Latin-1 (never fails)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 @cache
@@ -95,7 +108,7 @@ def read_manifest_rows(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
-    with path.open(newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_table_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None:
             raise ManifestError(f"{path}: manifest is empty")
@@ -114,7 +127,7 @@ def read_clinical(path: str | Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise ManifestError(f"{path}: clinical table not found")
     out: dict[str, dict[str, Any]] = {}
-    with path.open(newline="", encoding="utf-8") as fh:
+    with io.StringIO(read_table_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "patient_id" not in reader.fieldnames:
             raise ManifestError(f"{path}: clinical table needs a 'patient_id' column")
@@ -150,6 +163,11 @@ def _clinical_value(column: str, raw: str | None, where: str) -> Any:
             raise ManifestError(f"{where}: column {column!r} must be a number, got {value!r}") from None
         if math.isnan(number):
             return None
+        if math.isinf(number):
+            raise ManifestError(f"{where}: column {column!r} must be a finite number, got {value!r}")
+        low, high = CLINICAL_RANGES.get(column, (-math.inf, math.inf))
+        if not low <= number <= high:
+            raise ManifestError(f"{where}: column {column!r} must lie in [{low:g}, {high:g}], got {value!r}")
         if column == "miller_payne" and number not in (1, 2, 3, 4, 5):
             raise ManifestError(f"{where}: Miller-Payne grade must be 1..5, got {value!r}")
         return int(number) if kind == "integer" else number
@@ -185,18 +203,6 @@ def cohort_from_rows(rows: list[dict[str, Any]], clinical: dict[str, dict[str, A
     return cohort
 
 
-def rows_from_cohort(cohort: Cohort) -> list[dict[str, Any]]:
-    rows = []
-    for patient in cohort:
-        for tp in patient.ordered_timepoints():
-            base = {"patient_id": patient.patient_id, "timepoint": tp.name, "date": tp.date, "cycle": tp.cycle}
-            for img in tp.images:
-                rows.append({**base, "kind": "image", **asdict(img)})
-            for seg in tp.segmentations:
-                rows.append({**base, "kind": "segmentation", **asdict(seg)})
-    return rows
-
-
 def write_manifest(rows: list[dict[str, Any]], path: str | Path) -> None:
     from ..atomic import atomic_write_text
 
@@ -208,12 +214,11 @@ def write_clinical(clinical: dict[str, dict[str, Any]], path: str | Path) -> Non
     from ..atomic import atomic_write_text
 
     rows = [{"patient_id": pid, **values} for pid, values in clinical.items()]
-    atomic_write_text(path, _csv_text(rows, CLINICAL_COLUMNS))
+    extra = list(dict.fromkeys(k for values in clinical.values() for k in values if k not in CLINICAL_COLUMNS))
+    atomic_write_text(path, _csv_text(rows, CLINICAL_COLUMNS + extra))  # extra columns are kept, not dropped
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

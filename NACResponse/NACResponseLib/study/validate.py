@@ -15,7 +15,7 @@ from ..atomic import atomic_write_text
 from ..errors import NACError
 from ..imageio import read_image, read_mask
 from ..provenance import collect
-from .model import OUTCOMES
+from .model import CLINICAL_VARIABLES, OUTCOMES
 from .store import StudyStore
 
 
@@ -72,6 +72,10 @@ def validate_study(store: StudyStore, required_timepoints: tuple[str, ...] = ("p
                 warnings.append(f"{pid}: outcomes missing: {', '.join(missing)}")
         if progress:
             progress.update(1, pid)
+    extra = sorted({k for p in cohort for k in p.clinical if k not in CLINICAL_VARIABLES})
+    if extra:
+        warnings.append(f"{store.clinical_path}: columns {extra} are not clinical variables the models know; "
+                        "kept as text in the study, not used by the models")
     pcr = [p.outcomes.get("pcr") for p in cohort if p.outcomes.get("pcr") is not None]
     summary = {
         "counts": counts,
