@@ -77,7 +77,7 @@ def test_one_coarse_blob_at_coarse_pixels_is_one_rejected_candidate():
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    from NACResponseLib.mc.classifier import train_classifier
+    from NACResponseLib.mc.classifier_training import train_classifier
 
     out = tmp_path_factory.mktemp("clf")
     summary = train_classifier(out, phantom_images=6, seed=77)
@@ -138,7 +138,8 @@ class _Store:
 
 
 def test_training_labels_from_user_edits(tmp_path):
-    from NACResponseLib.mc.classifier import FEATURES, study_training_table
+    from NACResponseLib.mc.classifier import FEATURES
+    from NACResponseLib.mc.classifier_training import study_training_table
 
     im, _ = synthesize_mammogram(np.random.default_rng(5), clusters=[
         {"center_mm": (25, 45), "n": 6, "extent_mm": 6.0, "diameter_mm": (0.3, 0.4), "cnr": 8}], n_benign=2)

@@ -91,7 +91,7 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..mc.classifier import train_classifier
+    from ..mc.classifier_training import train_classifier
     from ..study.store import StudyStore
 
     store = StudyStore(args.study) if args.study else None
