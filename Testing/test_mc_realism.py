@@ -173,3 +173,27 @@ def test_cli_train_classifier_and_bad_classifier_folder(tmp_path, capsys):
     assert main(["mc", "train-classifier", "--out", str(out), "--phantom-images", "4"]) == 2  # no silent overwrite
     assert main(["mc", "detect", str(tmp_path / "study"), "--classifier", str(tmp_path / "missing")]) == 2
     assert "missing (not a saved MC classifier folder)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_study_detect_with_classifier_records_its_hash(copy_study, classifier, capsys):
+    """``mc detect --classifier``: every candidate gets a probability, the model's SHA-256 is a
+    detection parameter, and dropping the classifier recomputes instead of reusing."""
+    from NACResponseLib.cli import main
+
+    store = copy_study
+    if not any(i.role.startswith("mg_") for p in store.cohort for t in p.timepoints.values() for i in t.images):
+        pytest.skip("the small synthetic study has no mammograms")
+    path, summary = classifier
+    assert main(["mc", "detect", str(store.root), "--classifier", str(path)]) == 0
+    det = store.read_table("mc_detections")
+    assert det["probability"].between(0, 1).all()
+    params = store.table_provenance("mc_detections")["parameters"]
+    assert params["classifier_sha256"] == summary["sha256"]
+    n_images = len(store.read_table("mc_images"))
+    capsys.readouterr()
+    assert main(["mc", "detect", str(store.root)]) == 0
+    assert "probability" not in store.read_table("mc_detections") or \
+        store.read_table("mc_detections")["probability"].isna().all()
+    assert store.table_provenance("mc_detections")["parameters"]["classifier_sha256"] == ""
+    assert len(store.read_table("mc_images")) == n_images
