@@ -23,17 +23,35 @@ def register(subparsers) -> None:
     d.add_argument("--spacing-mm", type=float, help="pixel size to use when the files lack one")
     d.add_argument("--threshold", type=float, default=5.0, help="detection threshold in noise SDs (default 5)")
     d.add_argument("--timepoints", help="comma-separated timepoints (default: all)")
+    d.add_argument("--classifier", type=Path, help="folder of a candidate classifier saved by 'mc train-classifier' "
+                   "(its SHA-256 is recorded with the parameters)")
     d.add_argument("--force", action="store_true", help="re-detect images already done")
     d.set_defaults(func=_detect)
 
+    t = sub.add_parser("train-classifier", help="learn the optional second-stage candidate classifier",
+                       description="Gradient boosting on candidate features (mc.classifier), trained on realistic "
+                       "phantoms and, with --study, on the user's edits of that study's detections (kept = MC, "
+                       "removed = not). Saved without pickle (model.json + arrays.npz).")
+    t.add_argument("--out", type=Path, required=True, help="folder to write the model to")
+    t.add_argument("--study", type=Path, help="study whose mc edits add training labels")
+    t.add_argument("--phantom-images", type=int, default=48, help="phantom images to train on (default 48; 0: none)")
+    t.add_argument("--seed", type=int, default=10_000)
+    t.add_argument("--overwrite", action="store_true")
+    t.set_defaults(func=_train)
+
     e = sub.add_parser("extent", help="apply user edits, cluster MCs, measure extents (tables mc_mcs, mc_clusters)",
-                       description="Clusters: single linkage at --link-distance-mm, kept when >= --min-count MCs "
-                       "lie within --window-mm. User edits: --edits FILE.json (with --patient/--timepoint/--image) "
+                       description="Clusters: single linkage at --link-distance-mm, kept when it holds a core of "
+                       ">= --min-count MCs linked at --core-link-mm within --window-mm. User edits: --edits FILE.json "
+                       "(with --patient/--timepoint/--image) "
                        "stores {'add': [[x_mm, y_mm]...], 'remove': [...]} for that mammogram first.")
     e.add_argument("study", type=Path)
-    e.add_argument("--link-distance-mm", type=float, default=10.0)
-    e.add_argument("--min-count", type=int, default=3)
-    e.add_argument("--window-mm", type=float, default=10.0)
+    e.add_argument("--link-distance-mm", type=float, help="single linkage giving a cluster's members and extent "
+                   "(default 10)")
+    e.add_argument("--core-link-mm", type=float, help="link of the dense core that makes a group a cluster "
+                   "(default: the group itself; 5: the dense-core rule)")
+    e.add_argument("--min-count", type=int, help="MCs the core needs within --window-mm (default 3; BI-RADS "
+                   "'grouped': 5 with --core-link-mm 5)")
+    e.add_argument("--window-mm", type=float, help="(default 10)")
     e.add_argument("--edits", type=Path, help="JSON edit file to store before recomputing")
     e.add_argument("--patient")
     e.add_argument("--timepoint")
@@ -60,10 +78,33 @@ def _detect(args: argparse.Namespace) -> int:
     from ..mc.detect import DetectorParams
     from ..study.store import StudyStore
 
-    res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold),
+    extra = {}
+    if args.classifier:
+        from ..mc.classifier import load_classifier
+
+        clf = load_classifier(args.classifier)  # fails here, once, on a bad folder
+        extra = {"classifier": str(args.classifier.resolve()), "classifier_sha256": clf.sha256}
+    res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold, **extra),
                        spacing_mm=args.spacing_mm, timepoints=comma_list(args.timepoints), force=args.force,
                        cancel=args.cancel)
     return print_result(res)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..mc.classifier_training import train_classifier
+    from ..study.store import StudyStore
+
+    store = StudyStore(args.study) if args.study else None
+    res = train_classifier(args.out, phantom_images=args.phantom_images, store=store, seed=args.seed,
+                           overwrite=args.overwrite)
+    study = res["study"]
+    if study is not None:
+        print(f"study edits: {study['images']} mammograms, {study['positives']} MCs, {study['negatives']} removed, "
+              f"{study['added_without_candidate']} added points without a candidate (not used)")
+    print(f"{res['candidates']} candidates ({res['mcs']} MCs); threshold {res['threshold']:.3f} keeps "
+          f"{res['target_sensitivity']:.0%} of MCs and {res['cv_false_kept_fraction']:.1%} of false candidates "
+          f"(out of fold); saved {res['path']} (SHA-256 {res['sha256']})")
+    return 0
 
 
 def _extent(args: argparse.Namespace) -> int:
@@ -77,8 +118,10 @@ def _extent(args: argparse.Namespace) -> int:
         if not (args.patient and args.timepoint and args.image):
             raise InputError("--edits needs --patient, --timepoint and --image")
         save_edits(store, args.patient, args.timepoint, args.image, load_edits(args.edits), actor="cli")
-    res = extent_study(store, params=ClusterParams(link_distance_mm=args.link_distance_mm, min_count=args.min_count,
-                                                   window_mm=args.window_mm), force=args.force)
+    given = {"link_distance_mm": args.link_distance_mm, "core_link_mm": args.core_link_mm,
+             "min_count": args.min_count, "window_mm": args.window_mm}
+    res = extent_study(store, params=ClusterParams(**{k: v for k, v in given.items() if v is not None}),
+                       force=args.force)
     print(f"{res.outputs['clusters']} clusters")
     for case, pts in res.outputs["unmatched_removals"].items():
         print(f"WARNING {case}: removal points matched no detection: {pts}")

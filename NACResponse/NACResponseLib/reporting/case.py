@@ -100,41 +100,54 @@ def _measurements(src: _Sources, patient_id: str) -> dict[str, Any]:
     return {"series": series, "primary": primary}
 
 
+def _leading(segs, primary):
+    """Segmentations ordered: the measurements' leading series first, then METHOD_PRIORITY, reader."""
+    def rank(seg):
+        method = METHOD_PRIORITY.index(seg.method) if seg.method in METHOD_PRIORITY else len(METHOD_PRIORITY)
+        return ((seg.reader, seg.method) != primary, method, seg.reader)
+    return sorted(segs, key=rank)
+
+
 def _images(src: _Sources, patient, measurements: dict[str, Any]) -> dict[str, Any]:
-    """Per timepoint: the plane of the primary delineation's RECIST slice with every delineation on it."""
+    """One figure per image the delineations were drawn on (e.g. DCE early, B-mode), one panel per
+    timepoint: the leading delineation's RECIST slice with every delineation of that image on it."""
     import SimpleITK as sitk
 
     from ..deep.slices import largest_slice_index
     from ..imageio import read_image
-    from .figures import image_plane, mask_plane, timepoint_figure
+    from .figures import figure_rows, image_plane, mask_plane, timepoint_figure
 
     primary = measurements.get("primary")
-    slices = next((s["slices"] for s in measurements.get("series", []) if (s["reader"], s["method"]) == primary), {})
-    panels, notes = [], []
-    for tp in patient.ordered_timepoints():
-        segs = sorted(tp.segmentations, key=lambda s: ((s.reader, s.method) != primary, s.reader, s.method))
-        if not segs:
-            notes.append(f"{tp.name}: no delineation")
-            continue
-        key = segs[0].reference
-        try:
-            image = read_image(src.file(tp.image(key).path))
-            index = slices.get(tp.name)
-            index = None if index is None or str(index) == "<NA>" else int(index)
-            outlines = []
-            for seg in (s for s in segs if s.reference == key):
-                mask = read_image(src.file(seg.path))
-                if index is None and mask.GetDimension() == 3:
-                    index = largest_slice_index(sitk.GetArrayViewFromImage(mask) == seg.label)
-                outlines.append((f"{seg.reader} ({seg.method})", mask_plane(mask == seg.label, index)))
-            where = f", slice {index}" if image.GetDimension() == 3 else ""
-            panels.append((image_plane(image, index, f"{TIMEPOINTS.get(tp.name, tp.name)}\n{key}{where}"), outlines))
-        except (NACError, KeyError, RuntimeError, OSError) as exc:
-            notes.append(src.failed(f"{tp.name} image", exc))
-    if not panels:
+    slices = {(s["reader"], s["method"], tp): i for s in measurements.get("series", []) for tp, i in s["slices"].items()}
+    keys = list(dict.fromkeys(seg.reference for tp in patient.ordered_timepoints() for seg in _leading(tp.segmentations, primary)))
+    figures, notes = [], []
+    for key in keys:
+        panels = []
+        for tp in patient.ordered_timepoints():
+            segs = _leading([s for s in tp.segmentations if s.reference == key], primary)
+            if not segs:
+                continue
+            try:
+                image = read_image(src.file(tp.image(key).path))
+                index = slices.get((segs[0].reader, segs[0].method, tp.name))
+                index = None if index is None or str(index) == "<NA>" else int(index)
+                outlines = []
+                for seg in segs:
+                    mask = read_image(src.file(seg.path))
+                    if index is None and mask.GetDimension() == 3:
+                        index = largest_slice_index(sitk.GetArrayViewFromImage(mask) == seg.label)
+                    outlines.append((f"{seg.reader} ({seg.method})", mask_plane(mask == seg.label, index)))
+                where = f", slice {index}" if image.GetDimension() == 3 else ""
+                panels.append((image_plane(image, index, f"{TIMEPOINTS.get(tp.name, tp.name)}\n{key}{where}"),
+                               outlines))
+            except (NACError, KeyError, RuntimeError, OSError) as exc:
+                notes.append(src.failed(f"{tp.name} {key} image", exc))
+        figures += [(key, timepoint_figure(chunk, f"{patient.patient_id}: delineations on {key}"))
+                    for chunk in figure_rows(panels)]
+    if not figures:
         return {"missing": "No timepoint has an image with a delineation.", "notes": notes}
-    return {"png": timepoint_figure(panels, f"{patient.patient_id}: delineations"), "notes": notes,
-            "caption": "Each timepoint on the slice of its longest in-plane diameter (primary delineation "
+    return {"figures": figures, "notes": notes,
+            "caption": "Each timepoint on the slice of its longest in-plane diameter (leading delineation "
                        "first in the legend); axes in mm in the image's own geometry."}
 
 

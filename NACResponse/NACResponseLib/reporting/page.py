@@ -66,8 +66,8 @@ def _patient(case) -> str:
 
 def _images(case) -> str:
     sec = case["images"]
-    out = [_missing(sec["missing"])] if "missing" in sec else [_img(sec["png"], "delineations"),
-                                                                f"<p>{_e(sec['caption'])}</p>"]
+    out = [_missing(sec["missing"])] if "missing" in sec else (
+        [_img(png, f"delineations {key}") for key, png in sec["figures"]] + [f"<p>{_e(sec['caption'])}</p>"])
     return "".join(out + [_missing(n) for n in sec.get("notes", [])])
 
 
@@ -212,7 +212,7 @@ def _text_lines(case) -> list[str]:
 
 
 def _figures(case) -> list[bytes]:
-    figs = [case["images"].get("png")] + [png for _, png in case["gradcam"].get("figures", [])]
+    figs = [png for _, png in case["images"].get("figures", []) + case["gradcam"].get("figures", [])]
     figs += [s.get("figure") for s in case["mammograms"].get("sides", [])]
     return [f for f in figs if f]
 
