@@ -203,6 +203,8 @@ def test_unknown_series_and_unowned_segments_are_refused(dicom_study, tmp_path):
                           algorithm="AUTOMATIC")
     with pytest.raises(InputError, match="--segment"):
         import_dicom_seg(dicom_study, auto)
+    with pytest.raises(InputError, match="may only contain"):
+        import_dicom_seg(dicom_study, auto, owners={"net": ("..", "monai")})
     assert import_dicom_seg(dicom_study, auto, owners={"net": ("N1", "monai")})[0]["reader"] == "N1"
     assert not dicom_study.cohort["PAT1"].timepoint("pre").segmentations_by(reader="x")
 
@@ -246,3 +248,25 @@ def test_fractional_seg_keeps_voxels_from_one_half(dicom_study, tmp_path):
     mask = segment_mask(read_seg(path), 1, ref, "test")
     stored = np.round(probability * 255) / 255  # 8-bit fractional values
     assert np.array_equal(sitk.GetArrayFromImage(mask), (stored >= 0.5).astype(np.uint8))
+
+
+def test_a_series_record_highdicom_cannot_reference_is_an_input_error(dicom_study, tmp_path):
+    import json
+
+    from NACResponseLib.study.dicom_seg import DICOM_DIR, write_dicom_seg
+
+    ref = _reference(dicom_study)
+    rel = _add_segmentation(dicom_study, _mask(ref, [(1, 3, 1, 4, 1, 4)]), "R3")
+    uid = dicom_study.cohort["PAT1"].timepoint("pre").image("dce_early").series_uid
+    record_path = dicom_study.root / DICOM_DIR / f"{uid}.json"
+    record = json.loads(record_path.read_text())
+    del record["series"]["FrameOfReferenceUID"]
+    record_path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=uid):
+        write_dicom_seg(dicom_study, "PAT1", "pre", "dce_early", dicom_study.path(rel), tmp_path / "x.dcm",
+                        reader="R3", method="manual")
+    assert not (tmp_path / "x.dcm").exists()
+    record_path.unlink()
+    with pytest.raises(InputError, match="re-import"):
+        write_dicom_seg(dicom_study, "PAT1", "pre", "dce_early", dicom_study.path(rel), tmp_path / "x.dcm",
+                        reader="R3", method="manual")

@@ -233,3 +233,11 @@ def test_features_panel_export_button_writes_the_dialogs_file(study, tmp_path, m
     FeaturesPanel(ui, logic.features, tasks, lambda: None).onExportTable()
     assert openpyxl.load_workbook(target, read_only=True).sheetnames == ["toy", "provenance"]
     assert tasks.ensured == [("core",), ("xlsx",)] and "chosen.xlsx" in messages[0]
+
+
+def test_demo_stage_without_tables_reports_none(copy_study, tmp_path):
+    from NACResponseLib.demo.run import DemoContext
+    from NACResponseLib.demo.stages import s80_tables
+
+    ctx = DemoContext(out_dir=tmp_path / "demo", study=copy_study)
+    assert s80_tables.run(ctx)["tables"] == [] and not (tmp_path / "demo" / "tables").exists()

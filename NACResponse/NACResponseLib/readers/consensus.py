@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError, NACError
 from ..paths import check_id
+from ..study.store import StudyStore
 
 METHODS = ("majority", "staple")
 DEFAULT_READER_IDS = {"majority": "MV", "staple": "STAPLE"}
@@ -74,7 +75,7 @@ def consensus_mask(masks: Sequence, method: str = "staple"):
     return image
 
 
-def build_consensus(store, sets: dict[tuple[str, str], dict[str, Any]], *, method: str = "staple",
+def build_consensus(store: StudyStore, sets: dict[tuple[str, str], dict[str, Any]], *, method: str = "staple",
                     reader_id: str | None = None, progress=None, cancel=None) -> dict[str, Any]:
     """Write a consensus per case into ``<study>/consensus/<reader_id>/`` and add it to the manifest.
 

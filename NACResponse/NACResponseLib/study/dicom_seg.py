@@ -41,7 +41,14 @@ _DESCRIPTION = re.compile(r"reader\s+(?P<reader>[^;]+);\s*method\s+(?P<method>[^
 METHOD_ALGORITHM = {"manual": ("MANUAL", None), "reference": ("MANUAL", None),
                     "consensus": ("SEMIAUTOMATIC", "MultispectralProcessing"),
                     "monai": ("AUTOMATIC", "ArtificialIntelligence"), "ftv": ("AUTOMATIC", "HistogramAnalysis")}
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # the reader-id rule of sessions.py: never "." or ".."
+
+
+def _require_highdicom() -> None:
+    try:
+        import highdicom  # noqa: F401
+    except ImportError:
+        raise InputError("DICOM SEG needs highdicom: pip install 'nacresponse[dicom-seg]'") from None
 
 
 def _plain(value: Any) -> Any:
@@ -158,7 +165,6 @@ def segment_description(reader: str, method: str, timepoint: str) -> str:
 def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask_path: str | Path,
                     out_path: str | Path, *, reader: str, method: str, label: int = 1) -> Path:
     """Write one mask (voxels == ``label``) as a binary DICOM SEG referencing the source series."""
-    import highdicom as hd
     import SimpleITK as sitk
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
@@ -166,6 +172,9 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
     from .. import __version__
     from ..atomic import atomic_path
     from ..provenance import sha256_file
+
+    _require_highdicom()
+    import highdicom as hd
 
     image = _image_of(store, patient_id, timepoint, image_key)
     where = f"{patient_id}/{timepoint} {reader}/{method} ({mask_path})"
@@ -191,20 +200,30 @@ def write_dicom_seg(store, patient_id: str, timepoint: str, image_key: str, mask
         tracking_uid=generate_uid(entropy_srcs=[image.series_uid, reader, method, "tracking"]))
     description.SegmentDescription = segment_description(reader, method, timepoint)
     digest = sha256_file(mask_path)
-    seg = hd.seg.Segmentation(
+    try:
+        seg = _segmentation(hd, record, frames, description, image.series_uid, reader, method, timepoint, digest)
+    except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source attributes
+        raise InputError(f"{where}: cannot reference series {image.series_uid} in a DICOM SEG ({exc})") from None
+    with atomic_path(out_path) as tmp:
+        seg.save_as(str(tmp))
+    return Path(out_path)
+
+
+def _segmentation(hd, record, frames, description, series_uid, reader, method, timepoint, digest):
+    from pydicom.uid import generate_uid
+
+    from .. import __version__
+
+    return hd.seg.Segmentation(
         source_images=_source_datasets(record), pixel_array=frames, segmentation_type="BINARY",
         segment_descriptions=[description],
-        series_instance_uid=generate_uid(entropy_srcs=[image.series_uid, reader, method, digest, "series"]),
-        series_number=9000, sop_instance_uid=generate_uid(
-            entropy_srcs=[image.series_uid, reader, method, digest, "instance"]),
+        series_instance_uid=generate_uid(entropy_srcs=[series_uid, reader, method, digest, "series"]),
+        series_number=9000, sop_instance_uid=generate_uid(entropy_srcs=[series_uid, reader, method, digest, "instance"]),
         instance_number=1, manufacturer="NACResponse", manufacturer_model_name="NACResponse",
         software_versions=__version__, device_serial_number="none",
         series_description=f"SEG {reader} {method} {timepoint}"[:64],
         content_description=segment_description(reader, method, timepoint)[:64],
         content_label=re.sub(r"[^A-Z0-9_ ]", "_", f"{reader}_{method}".upper())[:16])
-    with atomic_path(out_path) as tmp:
-        seg.save_as(str(tmp))
-    return Path(out_path)
 
 
 # ---- import -------------------------------------------------------------------------------------
@@ -222,8 +241,10 @@ class SegmentInfo:
 
 def read_seg(path: str | Path):
     """The SEG as a highdicom Segmentation, or an error that names the file and the problem."""
-    import highdicom as hd
     import pydicom
+
+    _require_highdicom()
+    import highdicom as hd
 
     path = Path(path)
     if not path.is_file():
@@ -276,8 +297,10 @@ def choose_segment(segments: list[SegmentInfo], wanted: int | str | None, where:
 
 def segment_mask(seg, number: int, reference, where: str):
     """Segment ``number`` as a binary SimpleITK mask on ``reference``'s voxel grid."""
-    import highdicom as hd
     import SimpleITK as sitk
+
+    _require_highdicom()
+    import highdicom as hd
 
     if reference.GetDimension() != 3:
         raise InputError(f"{where}: DICOM SEG import handles cross-sectional (3D) images only")

@@ -9,12 +9,15 @@ TITLE = "Result tables as CSV"
 
 
 def run(ctx) -> dict:
-    from ...study.tables_export import export_tables
+    from ...study.tables_export import export_tables, table_names
 
     store = ctx.study
     if store is None:
         raise RuntimeError("no study (the import stage did not run)")
     out = ctx.out_dir / "tables"
+    if not table_names(store):  # e.g. --stages study,tables
+        ctx.add_section(TITLE, "<p>No result tables yet (no analysis stage ran).</p>")
+        return {"folder": str(out), "tables": []}
     paths = export_tables(store, None, "csv", out, overwrite=True)  # a rerun refreshes them
     links = "".join(f"<li><a href='{html.escape(os.path.relpath(p, ctx.out_dir).replace(os.sep, '/'))}'>"
                     f"{html.escape(p.name)}</a></li>" for p in paths)
