@@ -23,11 +23,11 @@ def test_quick_demo_runs_every_stage(tmp_path):
     failed = {k: v.get("error") for k, v in summary["stages"].items() if v["status"] != "ok"}
     assert code == 0 and not failed, failed
     expected = {"s10_study", "s20_radiomics", "s30_agreement", "s40_segmentation", "s50_deep", "s60_models",
-                "s70_microcalcifications", "s80_tables"}
+                "s70_microcalcifications", "s80_tables", "s90_case_report"}
     assert expected <= set(summary["stages"])
     report = (out / "report.html").read_text()
     for title in ("validate", "Radiomics", "ICC", "segmentation", "Deep features", "Response models",
-                  "Microcalcifications"):
+                  "Microcalcifications", "Case report"):
         assert title in report
     tables = {p.stem for p in (out / "study" / "tables").glob("*.parquet")}
     assert {"radiomics", "radiomics_wide", "icc_whitelist", "deep_bottleneck", "mc_resmin"} <= tables

@@ -18,8 +18,8 @@ from NACResponseLib.segmentation import (
     build_network,
     load_bundle,
     mask_on_grid,
-    predict_case,
     save_bundle,
+    segment_case,
 )
 from NACResponseLib.segmentation.bundle import WEIGHTS, bundle_metadata
 from NACResponseLib.segmentation.preprocessing import (
@@ -154,22 +154,22 @@ def test_missing_and_wrong_number_of_channels(tmp_path):
     model = load_bundle(_bundle(tmp_path / "model"), device="cpu")
     pre, early = _phantom()
     with pytest.raises(InputError, match=r"needs channel\(s\) \['dce_early'\]"):
-        predict_case(model, {"dce_pre": pre, "t2w": early})
+        segment_case(model, {"dce_pre": pre, "t2w": early})
     with pytest.raises(InputError, match="expects 2 input channel"):
-        predict_case(model, [pre])
+        segment_case(model, [pre])
     with pytest.raises(InputError, match="file not found"):
-        predict_case(model, {"dce_pre": tmp_path / "nope.nii.gz", "dce_early": early})
+        segment_case(model, {"dce_pre": tmp_path / "nope.nii.gz", "dce_early": early})
 
 
 @requires_torch
 def test_empty_prediction_is_reported_and_full_prediction_is_cleaned(tmp_path):
     pre, early = _phantom()
     empty_model = load_bundle(_bundle(tmp_path / "empty", bias=-20.0), device="cpu")
-    pred = predict_case(empty_model, [pre, early], InferenceConfig(tta=True), name="P9/pre")
+    pred = segment_case(empty_model, [pre, early], InferenceConfig(tta=True), name="P9/pre")
     assert pred.empty and pred.volume_ml == 0.0 and "empty prediction" in pred.message
     assert pred.mask.GetSize() == pre.GetSize()
     full_model = load_bundle(_bundle(tmp_path / "full", bias=20.0), device="cpu")
-    pred = predict_case(full_model, [pre, early])
+    pred = segment_case(full_model, [pre, early])
     got = sitk.GetArrayFromImage(pred.mask).astype(bool)
     body = sitk.GetArrayFromImage(pre) > 30
     # Everything predicted: post-processing restricts it to the body (the breast), on the original grid.

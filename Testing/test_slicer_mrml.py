@@ -326,6 +326,20 @@ def test_buttons_ask_only_for_the_dependency_groups_they_need(study_logic):
         panel.onDeepFeatures()  # unset paths are empty strings, not "."
 
 
+def test_case_report_button_runs_the_report_command_in_the_background(study_logic):
+    from NACResponseSlicerLib.prediction_panel import PredictionPanel
+
+    store = study_logic.context.requireStore()
+    patient = study_logic.study.patientIds()[0]
+    page = store.root / "reports" / "cases" / f"{patient}.html"
+    for modelFile, extra in (("", []), ("/data/model", ["--model", "/data/model"])):
+        params = type("P", (), {"patientId": patient, "modelFile": modelFile})()
+        tasks = FakeTasks()
+        PredictionPanel(Recorder(), study_logic.prediction, tasks, lambda p=params: p).onCaseReport()
+        assert tasks.started == [(["report", "case", str(store.root), "--patient", patient, *extra, "--out", str(page)],
+                                  ("core", "stats"))]
+
+
 def test_a_group_that_cannot_install_never_blocks_the_others(tmp_path, slicer_app, monkeypatch):
     from NACResponseSlicerLib import installer
 

@@ -40,6 +40,18 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def result_digest(function: str, identity: Any, inputs: Iterable[str | Path] = (), version: str = "") -> str:
+    """The key of one per-case result: what computed it (``function``, ``version``), with which
+    parameters (``identity``, JSON) from which file contents (``inputs``, hashed in order).
+
+    Every resumable stage keys its per-case results with this (runner tasks, deep-feature
+    arrays, MC detections), so a changed parameter or a replaced file gives a new key and the
+    case is recomputed, while an unchanged rerun finds the old result.
+    """
+    files = [sha256_file(p) for p in inputs]
+    return sha256_json({"function": function, "identity": identity, "inputs": files, "version": version})
+
+
 #: Distributions that install the ``radiomics`` module: pyradiomics itself (3.0.1 does not build on
 #: Python 3.12) and its maintained fork, which does.
 RADIOMICS_DISTRIBUTIONS = ("pyradiomics", "pyradiomics-bhklab")

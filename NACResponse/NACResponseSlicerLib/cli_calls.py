@@ -70,6 +70,14 @@ def mc_compare(study, pre: str = "pre", post: str = "post") -> list[str]:
     return ["mc", "compare", _path(study), "--pre", pre, "--post", post]
 
 
+def case_report(study, patient_id: str, out=None, pdf: bool = False, models: Sequence = ()) -> list[str]:
+    """One patient's self-contained HTML page (and a PDF beside it with ``pdf``); ``models``: model
+    folders outside ``<study>/models`` to include (the panel's chosen model)."""
+    args = ["report", "case", _path(study), "--patient", patient_id]
+    args += [a for m in models for a in ("--model", _path(m))]
+    return args + (["--out", _path(out)] if out else []) + (["--pdf"] if pdf else [])
+
+
 #: Every builder with example arguments, for the CLI-compatibility test.
 EXAMPLES = {
     "import_dicom": lambda s: import_dicom(s / "dicom", s / "new"),
@@ -87,4 +95,6 @@ EXAMPLES = {
     "mc_detect_all": lambda s: mc_detect(s),
     "mc_extent": lambda s: mc_extent(s),
     "mc_compare": lambda s: mc_compare(s, "pre", "c2"),
+    "case_report": lambda s: case_report(s, "P001", s / "reports" / "cases" / "P001.html", pdf=True,
+                                        models=[s / "model"]),
 }

@@ -41,7 +41,7 @@ _DESCRIPTION = re.compile(r"reader\s+(?P<reader>[^;]+);\s*method\s+(?P<method>[^
 METHOD_ALGORITHM = {"manual": ("MANUAL", None), "reference": ("MANUAL", None),
                     "consensus": ("SEMIAUTOMATIC", "MultispectralProcessing"),
                     "monai": ("AUTOMATIC", "ArtificialIntelligence"), "ftv": ("AUTOMATIC", "HistogramAnalysis")}
-_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # the reader-id rule of sessions.py: never "." or ".."
 
 
 def _require_highdicom() -> None:
