@@ -138,17 +138,27 @@ def _standIns() -> None:
         slicer.i18n = i18n
 
 
+#: Node classes that Slicer's subject-hierarchy plugins add to the hierarchy (volumes, segmentations,
+#: markups, models and transforms are displayable; tables and plots have their own plugins).
+_SUBJECT_HIERARCHY_CLASSES = ("vtkMRMLDisplayableNode", "vtkMRMLTableNode", "vtkMRMLPlotChartNode",
+                              "vtkMRMLPlotSeriesNode")
+
+
 def _addSubjectHierarchyItems(scene):
-    """Give every data node added to the scene its subject-hierarchy item (Slicer's SH plugins do it)."""
+    """Give every data node added to the scene its subject-hierarchy item, as Slicer's
+    qSlicerSubjectHierarchyPluginLogic::onNodeAdded does (not while a scene is imported, not for
+    nodes hidden from editors)."""
     import slicer
+    import vtk
 
     def onNodeAdded(caller, event, node=None):
+        if scene.IsImporting() or node is None or node.GetHideFromEditors():
+            return
+        if not any(node.IsA(className) for className in _SUBJECT_HIERARCHY_CLASSES):
+            return
         shNode = scene.GetSubjectHierarchyNode()
-        if isinstance(node, slicer.vtkMRMLDisplayableNode) and not node.GetHideFromEditors() and shNode:
-            if not shNode.GetItemByDataNode(node):
-                shNode.CreateItem(shNode.GetSceneItemID(), node)
-
-    import vtk
+        if shNode and not shNode.GetItemByDataNode(node):
+            shNode.CreateItem(shNode.GetSceneItemID(), node)
 
     onNodeAdded.CallDataType = vtk.VTK_OBJECT
     return scene.AddObserver(slicer.vtkMRMLScene.NodeAddedEvent, onNodeAdded)

@@ -16,8 +16,8 @@ from NACResponseLib.readers.agreement import (
     jaccard,
     surface,
     surface_distances,
-    volume_ml,
 )
+from NACResponseLib.segmentation.measurements import volume_ml
 
 
 def _box(shape, lo, hi):
@@ -108,7 +108,7 @@ def test_compare_images_uses_physical_axis_order():
         img.SetSpacing((0.5, 0.5, 4.0))
     res = compare_images(ia, ib)
     assert res["hausdorff_mm"] == pytest.approx(4.0)
-    assert volume_ml(a, (4.0, 0.5, 0.5)) == pytest.approx(res["volume_a_ml"])
+    assert volume_ml(a, None, (0.5, 0.5, 4.0)) == pytest.approx(res["volume_a_ml"])
     ib.SetSpacing((0.5, 0.5, 3.0))
     with pytest.raises(GeometryMismatchError, match="spacing"):
         compare_images(ia, ib)

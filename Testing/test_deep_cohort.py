@@ -35,12 +35,12 @@ def test_resnet_cohort_table_deltas_cache_and_provenance(copy_study):
     result = extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre", "post"],
                               batch_size=4)
     n = len(store.cohort)
-    assert result.failures == [] and result.computed == 2 * n
+    assert result.failed == {} and result.done == 2 * n
     table = store.read_table(RESNET_TABLE)
     assert table.shape == (n, 2 + 3 * 2048)
     assert list(table.columns[:3]) == ["patient_id", "reader", "pre__resnet50_0000"]
-    assert "post__resnet50_2047" in table and "delta__pre_post__resnet50_0000" in table
-    np.testing.assert_allclose(table.filter(like="delta__pre_post__").to_numpy(),
+    assert "post__resnet50_2047" in table and "delta_abs__pre_post__resnet50_0000" in table
+    np.testing.assert_allclose(table.filter(like="delta_abs__pre_post__").to_numpy(),
                                table.filter(regex="^post__").to_numpy() - table.filter(regex="^pre__").to_numpy())
     assert set(table["reader"]) == {"R1"}
     prov = store.table_provenance(RESNET_TABLE)
@@ -53,14 +53,17 @@ def test_resnet_cohort_table_deltas_cache_and_provenance(copy_study):
     seg = store.cohort[row["patient_id"]].timepoint(row["timepoint"]).segmentations_by("R1")[0]
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(store.path(seg.path))))
     assert row["slice_index"] == int(np.argmax((mask == seg.label).sum(axis=(1, 2))))
-    # a rerun reuses every finished ROI; other parameters never silently replace the table
+    # a rerun reuses every finished ROI; other parameters recompute every ROI and replace the table
     again = extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre", "post"])
-    assert again.computed == 0 and again.cached == 2 * n
+    assert again.done == 0 and again.reused == 2 * n
     from NACResponseLib.deep.cohort import ResNetSettings
 
-    with pytest.raises(InputError, match="--overwrite"):
-        extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre", "post"],
-                         settings=ResNetSettings(margin_mm=3.0))
+    other = extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre", "post"],
+                             settings=ResNetSettings(margin_mm=3.0))
+    assert other.done == 2 * n and other.reused == 0
+    assert store.table_provenance(RESNET_TABLE)["parameters"]["settings"]["margin_mm"] == 3.0
+    assert not np.allclose(store.read_table(RESNET_TABLE).filter(regex="^pre__").to_numpy(),
+                           table.filter(regex="^pre__").to_numpy())
 
 
 def test_bad_inputs_are_recorded_per_roi(copy_study):
@@ -69,8 +72,9 @@ def test_bad_inputs_are_recorded_per_roi(copy_study):
     store = copy_study
     res = extract_resnet50(store, random_weights=True, readers=["R1"], timepoints=["pre"],
                            settings=ResNetSettings(channels=("dce_early", "perfusion")))
-    assert res.table is None and len(res.failures) == len(store.cohort)
-    assert "perfusion" in res.failures[0]["error"] and res.failures[0]["patient_id"] in res.failures[0]["error"]
+    failures = res.outputs["failures"]
+    assert res.outputs["table"] is None and len(failures) == len(store.cohort) == len(res.failed)
+    assert "perfusion" in failures[0]["error"] and failures[0]["patient_id"] in failures[0]["error"]
     # an empty mask: a clear per-ROI failure naming the file
     pid = sorted(store.cohort.patients)[0]
     tp = store.cohort[pid].timepoint("pre")
@@ -82,8 +86,9 @@ def test_bad_inputs_are_recorded_per_roi(copy_study):
     store.add_manifest_rows([{"patient_id": pid, "timepoint": "pre", "kind": "segmentation", "path": rel,
                               "reader": "R9", "method": "manual", "label": 1, "reference": "dce_early"}])
     res = extract_resnet50(store, random_weights=True, readers=["R9"])
-    assert res.table is None and len(res.failures) == 1
-    assert "empty" in res.failures[0]["error"] and "R9__manual" in res.failures[0]["error"]
+    failures = res.outputs["failures"]
+    assert res.outputs["table"] is None and len(failures) == 1
+    assert "empty" in failures[0]["error"] and "R9__manual" in failures[0]["error"]
     with pytest.raises(InputError, match="no segmentation matches"):
         extract_resnet50(store, random_weights=True, readers=["nobody"])
 
@@ -109,8 +114,8 @@ def test_bottleneck_table_and_pooling(copy_study, seg_bundle):
 
     store = copy_study
     res = extract_bottleneck(store, seg_bundle, readers=["R1", "R2"], timepoints=["pre", "post"])
-    assert res.failures == []
-    table = res.table
+    assert res.failed == {}
+    table = res.outputs["table"]
     model = load_bundle(seg_bundle, device="cpu")
     pid = sorted(store.cohort.patients)[0]
     tp = store.cohort[pid].timepoint("post")
@@ -119,24 +124,24 @@ def test_bottleneck_table_and_pooling(copy_study, seg_bundle):
     assert table.shape == (2 * len(store.cohort), 2 + 3 * 2 * channels)
     seg = tp.segmentations_by("R2")[0]
     coverage = mask_on_grid(sitk.ReadImage(str(store.path(seg.path))), grid, label=seg.label)
-    expected = (feats * coverage).sum(axis=(1, 2, 3)) / coverage.sum()  # issue 5's documented pooling
+    expected = (feats * coverage).sum(axis=(1, 2, 3)) / coverage.sum()  # the documented pooling (deep/bottleneck.py)
     row = table[(table.patient_id == pid) & (table.reader == "R2")]
     got = row[[f"post__bottleneck_mean_{c:03d}" for c in range(channels)]].to_numpy()[0]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     peak = row[[f"post__bottleneck_max_{c:03d}" for c in range(channels)]].to_numpy()[0]
     inside = coverage >= 0.5 if (coverage >= 0.5).any() else coverage == coverage.max()  # small tumours
     np.testing.assert_allclose(peak, feats[:, inside].max(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(row.filter(like="delta__pre_post__").to_numpy(),
+    np.testing.assert_allclose(row.filter(like="delta_abs__pre_post__").to_numpy(),
                                row.filter(regex="^post__").to_numpy() - row.filter(regex="^pre__").to_numpy())
     assert store.table_provenance("deep_bottleneck")["model"]["weights_sha256"] == model.weights_sha256
     again = extract_bottleneck(store, seg_bundle, readers=["R1", "R2"], timepoints=["pre", "post"])
-    assert again.computed == 0
+    assert again.done == 0
     # a corrected mask (same path, new content) is recomputed; nothing else is
     path = store.path(seg.path)
     corrected = sitk.BinaryDilate(sitk.ReadImage(str(path)) > 0, [1, 1, 1])
     sitk.WriteImage(sitk.Cast(corrected, sitk.sitkUInt8), str(path))
     third = extract_bottleneck(store, seg_bundle, readers=["R1", "R2"], timepoints=["pre", "post"])
-    assert third.computed == 1 and third.cached == 4 * len(store.cohort) - 1
+    assert third.done == 1 and third.reused == 4 * len(store.cohort) - 1
 
 
 def test_cli(copy_study, seg_bundle, monkeypatch, capsys):

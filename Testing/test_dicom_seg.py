@@ -203,6 +203,8 @@ def test_unknown_series_and_unowned_segments_are_refused(dicom_study, tmp_path):
                           algorithm="AUTOMATIC")
     with pytest.raises(InputError, match="--segment"):
         import_dicom_seg(dicom_study, auto)
+    with pytest.raises(InputError, match="may only contain"):
+        import_dicom_seg(dicom_study, auto, owners={"net": ("..", "monai")})
     assert import_dicom_seg(dicom_study, auto, owners={"net": ("N1", "monai")})[0]["reader"] == "N1"
     assert not dicom_study.cohort["PAT1"].timepoint("pre").segmentations_by(reader="x")
 

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from NACResponseLib.modelling.calibration import calibration_slope_intercept, decile_table
+from NACResponseLib.modelling.calibration import calibration_slope_intercept, decile_table, hosmer_lemeshow
 from NACResponseLib.modelling.dca import net_benefit
 from NACResponseLib.modelling.delong import auc_ci
 from NACResponseLib.modelling.evaluation import bootstrap_metrics, weighted_youden
@@ -52,6 +52,7 @@ def test_clinical_model_on_held_out_rows(ispy2):
                "selected": selected_features(pipe), "odds_ratios": ors.round(4).to_dict(orient="records"),
                "auc": boot["auc"], "auc_delong": dl, "threshold": op["threshold"],
                "sensitivity": boot["sensitivity"], "specificity": boot["specificity"], "calibration": cal,
+               "hosmer_lemeshow": hosmer_lemeshow(y, p), "youden_j": op["j"],
                "deciles": decile_table(y, p, 5).round(3).to_dict(orient="records"),
                "dca": dca.round(4).to_dict(orient="records")}
     print("ISPY2_CLINICAL_MODEL", json.dumps(summary, default=float))

@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from NACResponseLib.errors import InputError
-from NACResponseLib.mc.clusters import ClusterParams, assign_clusters, cluster_detections, feret, hull_area
+from NACResponseLib.mc.clusters import (
+    BIRADS_GROUPED,
+    DENSE_CORE,
+    ClusterParams,
+    assign_clusters,
+    cluster_detections,
+    feret,
+    hull_area,
+)
 from NACResponseLib.mc.editing import apply_edits, recompute, validate_edits
 from NACResponseLib.mc.evaluation import extent_errors, froc, match_image, sensitivity_at
 from NACResponseLib.mc.longitudinal import compare_image, resmin_category, resmin_flag, summarise
@@ -48,6 +56,22 @@ def test_birads_grouping_rules_are_configurable():
     assert (strict[:3] == -1).all() and (strict[5:] == 0).all()
     split = assign_clusters(np.array(c, float), ClusterParams(link_distance_mm=3.0))
     assert (split == -1).all()
+
+
+def test_dense_core_decides_and_wide_link_measures():
+    """DENSE_CORE: random triples 6-9 mm apart are no cluster; a dense core takes in sparse MCs up to
+    10 mm away (a 5 mm link alone would cut them off)."""
+    triple = [[10, 10], [17, 12], [12, 18]]
+    core = [[50, 50], [52, 50], [51, 52]]
+    sparse = [[59, 50], [67, 51], [75, 50]]  # each ~8 mm from the previous one
+    xy = np.array(triple + core + sparse, float)
+    lab = assign_clusters(xy, DENSE_CORE)
+    assert (lab[:3] == -1).all() and (lab[3:] == 0).all()
+    default = assign_clusters(xy)
+    assert (default[:3] >= 0).all() and (default[3:] >= 0).all()  # the single 10 mm link keeps the triple
+    only_core = assign_clusters(xy, ClusterParams(link_distance_mm=5.0))
+    assert (only_core[3:6] == 0).all() and (only_core[6:] == -1).all()
+    assert (assign_clusters(xy, BIRADS_GROUPED) == -1).all()  # 5 MCs within 1 cm: none here
 
 
 @pytest.mark.parametrize("points,expected", [

@@ -74,7 +74,7 @@ def test_study_detect_extent_compare_and_cli(copy_study, tmp_path, capsys):
     assert store.table_provenance("mc_detections")["step"] == "mc.detect"
     # Finished work is not recomputed.
     assert main(["mc", "detect", str(store.root)]) == 0
-    assert "0 mammograms processed" in capsys.readouterr().out
+    assert "0 computed" in capsys.readouterr().out
 
     assert main(["mc", "extent", str(store.root)]) == 0
     clusters = store.read_table("mc_clusters")

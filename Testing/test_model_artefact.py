@@ -116,3 +116,28 @@ def test_predict_case_names_missing_features_and_explains(tmp_path, data):
     case.pop(X.columns[0])
     with pytest.raises(InputError, match=X.columns[0]):
         predict_case(tmp_path / "m", case)
+
+
+@pytest.mark.parametrize("clf,pca", [("logistic", None), ("logistic", 3), ("naive_bayes", None), ("knn", None),
+                                     ("mlp", 3), ("random_forest", None), ("gradient_boosting", None)])
+def test_numpy_prediction_reads_sklearn_fitted_attributes_to_1e12(tmp_path, data, clf, pca):
+    """The saved steps are scikit-learn's SimpleImputer, StandardScaler and PCA plus our selectors:
+    the NumPy re-implementation must give sklearn's own transform and predict_proba to 1e-12."""
+    from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data
+    pipe = fit_model(ModelSpec("combined", clf, SelectionConfig(**{**FAST.to_dict(), "pca_components": pca})), X, y)
+    kinds = {type(s) for _, s in pipe.steps}
+    assert {SimpleImputer, StandardScaler} <= kinds and (pca is None or any(issubclass(k, PCA) for k in kinds))
+    save_model(tmp_path / "m", pipe, target="pcr", kind="combined", operating_points={},
+               training_summary={}, provenance={}, X_train=X)
+    m = load_model(tmp_path / "m")
+    Xt = X.iloc[:25].copy()
+    Xt.iloc[1, 4] = np.nan
+    inner = m.transform(Xt)
+    ref = pipe[:-1].transform(Xt)
+    assert list(inner.columns) == list(ref.columns)
+    np.testing.assert_allclose(inner.to_numpy(), ref.to_numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(m.predict(Xt), pipe.predict_proba(Xt)[:, 1], rtol=0, atol=1e-12)

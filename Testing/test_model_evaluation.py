@@ -63,7 +63,7 @@ def test_bootstrap_is_stratified_seeded_and_matches_resample_aucs(scores):
 def test_weighted_youden_matches_roc_curve_search(scores, w):
     y, p = scores
     fpr, tpr, thr = roc_curve(y, p)
-    j = w * tpr + (1 - w) * (1 - fpr) - 1
+    j = 2 * (w * tpr + (1 - w) * (1 - fpr)) - 1  # the standard weighted Youden index
     op = weighted_youden(y, p, w)
     assert op["j"] == pytest.approx(j.max(), abs=1e-12)
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from NACResponseLib.columns import feature_id
 from NACResponseLib.modelling.clinical import BackwardStepwiseLogit, ClinicalEncoder
 from NACResponseLib.modelling.evaluation import roc_auc
 from NACResponseLib.modelling.pipeline import (
@@ -20,16 +21,15 @@ from NACResponseLib.modelling.selection import (
     SelectionConfig,
     SpearmanRedundancy,
     UnivariateFilter,
-    icc_suffix,
 )
 
 FAST = SelectionConfig(lasso_cv=5, lasso_lambdas=8)
 
 
-def test_icc_suffix_of_wide_and_delta_columns():
-    assert icc_suffix("pre__dce_early__original_firstorder_Mean") == "dce_early__original_firstorder_Mean"
-    assert icc_suffix("delta_rel__pre_c2__adc__wavelet-LLH_glcm_Contrast") == "adc__wavelet-LLH_glcm_Contrast"
-    assert icc_suffix("pre__bn_017") is None and icc_suffix("age") is None
+def test_feature_id_of_wide_and_delta_columns():
+    assert feature_id("pre__dce_early__original_firstorder_Mean") == "dce_early__original_firstorder_Mean"
+    assert feature_id("delta_rel__pre_c2__adc__wavelet-LLH_glcm_Contrast") == "adc__wavelet-LLH_glcm_Contrast"
+    assert feature_id("pre__bn_017") is None and feature_id("age") is None
 
 
 def test_icc_whitelist_keeps_only_reproducible_radiomics():

@@ -215,9 +215,10 @@ def test_unchanged_rerun_keeps_stored_tables(serial_run, tmp_path):
     assert not rebuilt.reused_tables and rebuilt.summary.computed == 0
     for name, frame in reference.items():
         pd.testing.assert_frame_equal(store.read_table(name), frame, check_exact=True)
-    # another selection is another fingerprint: the tables follow the selection
+    # another selection is another fingerprint: its ROIs are merged into the tables (never narrowing them)
+    before_images = set(store.read_table("radiomics").image)
     r1 = extract_cohort(store, PARAMS, mode="serial", progress_mode="none", images=["t2w"], readers=["R1"])
-    assert not r1.reused_tables and set(store.read_table("radiomics").image) == {"t2w"}
+    assert not r1.reused_tables and set(store.read_table("radiomics").image) == before_images | {"t2w"}
     assert r1.summary.computed == 0  # ... from the finished records, nothing recomputed
 
 
@@ -239,3 +240,26 @@ def test_subset_run_keeps_other_patients_rows(copy_study):
     pd.testing.assert_frame_equal(wide.reset_index(drop=True), full_wide.reset_index(drop=True))
     with pytest.raises(InputError, match="other parameters"):
         extract_cohort(store, "ibsi", patients=["P002"], **opts)
+
+
+def test_subset_runs_merge_on_every_filter(copy_study):
+    """After a full run, --readers R1 must not cut the tables to R1's rows, and --patients P001
+    --readers R1 must not drop P001's other readers."""
+    from NACResponseLib.radiomics import extract_cohort
+
+    store = copy_study
+    opts = dict(mode="serial", images=["dce_early"], progress_mode="none")
+    full = extract_cohort(store, "fast", **opts)
+    full_long, full_wide, full_fail = full.long.copy(), full.wide.copy(), full.failures.copy()
+    assert {"R1", "R2"} <= set(full_long["reader"])
+    first = sorted(store.cohort.patients)[0]
+    for subset in ({"readers": ["R1"]}, {"patients": [first], "readers": ["R1"]}, {"timepoints": ["pre"]},
+                   {"methods": ["manual"], "readers": ["R2"]}):
+        run = extract_cohort(store, "fast", **opts, **subset)
+        assert run.summary.computed == 0 and len(run.rois) < len(full.rois)
+        long, wide = store.read_table("radiomics"), store.read_table("radiomics_wide")
+        assert len(long) == len(full_long), subset
+        pd.testing.assert_frame_equal(long, full_long.reset_index(drop=True), check_exact=True)
+        pd.testing.assert_frame_equal(wide, full_wide.reset_index(drop=True), check_exact=True)
+        pd.testing.assert_frame_equal(store.read_table("radiomics_failures"), full_fail.reset_index(drop=True))
+    assert {"R1", "R2"} <= set(long.loc[long["patient_id"] == first, "reader"])

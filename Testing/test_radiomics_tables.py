@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from NACResponseLib.radiomics.tables import delta_abs, delta_rel, long_table, split_wide_column, wide_table
+from NACResponseLib.columns import WideColumn, parse
+from NACResponseLib.radiomics.tables import delta_abs, delta_rel, long_table, wide_table
 
 
 def _long():
@@ -49,10 +50,9 @@ def test_wide_table_names_and_values():
     assert np.isnan(p3["delta_rel__pre_post__dce_early__original_firstorder_Mean"])
     # timepoints are ordered chronologically (pre before post) whatever the input order
     assert not any(c.startswith("delta_abs__post_pre") for c in wide.columns)
-    assert split_wide_column("delta_rel__pre_post__dce_early__original_firstorder_Mean") == {
-        "kind": "delta_rel", "tp_a": "pre", "tp_b": "post", "image": "dce_early",
-        "feature": "original_firstorder_Mean"}
-    assert split_wide_column("c2__t2w__wavelet-LLH_glcm_Contrast")["feature"] == "wavelet-LLH_glcm_Contrast"
+    assert parse("delta_rel__pre_post__dce_early__original_firstorder_Mean") == WideColumn(
+        kind="delta_rel", timepoints=("pre", "post"), image="dce_early", feature="original_firstorder_Mean")
+    assert parse("c2__t2w__wavelet-LLH_glcm_Contrast").feature == "wavelet-LLH_glcm_Contrast"
 
 
 def test_every_pair_of_timepoints_and_missing_rois():
@@ -60,8 +60,7 @@ def test_every_pair_of_timepoints_and_missing_rois():
     extra = long[long.timepoint == "post"].assign(timepoint="c2")
     extra = extra[~((extra.patient_id == "P3") & (extra.reader == "R2"))]  # one ROI missing (failed)
     wide = wide_table(pd.concat([long, extra], ignore_index=True))
-    pairs = {split_wide_column(c)["tp_a"] + ">" + split_wide_column(c)["tp_b"]
-             for c in wide.columns if c.startswith("delta_abs")}
+    pairs = {">".join(parse(c).timepoints) for c in wide.columns if c.startswith("delta_abs")}
     assert pairs == {"pre>c2", "pre>post", "c2>post"}
     p3 = wide.set_index(["patient_id", "reader"]).loc[("P3", "R2")]
     assert np.isnan(p3["c2__dce_early__original_firstorder_Mean"])

@@ -8,20 +8,22 @@ import pytest
 import SimpleITK as sitk
 
 from NACResponseLib.errors import InputError
-from NACResponseLib.readers.reproducibility import (
-    WHITELIST_COLUMNS,
-    feature_parts,
+from NACResponseLib.readers.perturbation import (
     grow_mask,
-    icc_filter,
-    icc_histograms,
-    kept_columns,
     perturbation_features,
-    perturbation_icc,
     perturbations,
-    radiomics_icc,
     randomise_contour,
     rotate,
     translate,
+)
+from NACResponseLib.readers.reproducibility import (
+    WHITELIST_COLUMNS,
+    feature_parts,
+    icc_filter,
+    icc_histograms,
+    kept_columns,
+    perturbation_icc,
+    radiomics_icc,
     write_whitelist,
 )
 
@@ -166,7 +168,7 @@ def test_perturbation_icc_on_study_with_stub_extractor(copy_study):
 
 @pytest.mark.slow
 def test_perturbation_with_pyradiomics(copy_study):
-    """Re-extraction through issue 3's radiomics API (first-order only, to stay fast)."""
+    """Re-extraction through the project's radiomics API (first-order only, to stay fast)."""
     params = {"imageType": {"Original": {}}, "featureClass": {"firstorder": ["Mean", "Median"]},
               "setting": {"binWidth": 25, "label": 1}}
     feats, failed = perturbation_features(copy_study, reader="R1", timepoints=["pre"], params=params,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -17,8 +18,8 @@ from NACResponseLib.segmentation import (
     build_network,
     load_bundle,
     mask_on_grid,
-    predict_case,
     save_bundle,
+    segment_case,
 )
 from NACResponseLib.segmentation.bundle import WEIGHTS, bundle_metadata
 from NACResponseLib.segmentation.preprocessing import (
@@ -29,6 +30,9 @@ from NACResponseLib.segmentation.preprocessing import (
     to_network_array,
 )
 from NACResponseLib.segmentation.training import dice
+
+requires_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                    reason="torch is not installed (Python 3.12 here: no CPU wheel, the deep extra is left out)")
 
 ROI = (16, 16, 8)
 
@@ -95,6 +99,7 @@ def test_real_volume_mask_round_trip_keeps_dice(shared_data):
 
 
 # ---- bundle -------------------------------------------------------------------------------------
+@requires_torch
 def test_bundle_layout_metadata_and_refusals(tmp_path):
     root = _bundle(tmp_path / "model")
     meta = json.loads((root / "configs" / "metadata.json").read_text())
@@ -116,6 +121,7 @@ def test_bundle_layout_metadata_and_refusals(tmp_path):
         load_bundle(root)
 
 
+@requires_torch
 def test_bundle_refuses_pickled_objects_and_mismatched_weights(tmp_path):
     import pickle
 
@@ -143,25 +149,27 @@ def test_bundle_refuses_pickled_objects_and_mismatched_weights(tmp_path):
 
 
 # ---- inference ----------------------------------------------------------------------------------
+@requires_torch
 def test_missing_and_wrong_number_of_channels(tmp_path):
     model = load_bundle(_bundle(tmp_path / "model"), device="cpu")
     pre, early = _phantom()
     with pytest.raises(InputError, match=r"needs channel\(s\) \['dce_early'\]"):
-        predict_case(model, {"dce_pre": pre, "t2w": early})
+        segment_case(model, {"dce_pre": pre, "t2w": early})
     with pytest.raises(InputError, match="expects 2 input channel"):
-        predict_case(model, [pre])
+        segment_case(model, [pre])
     with pytest.raises(InputError, match="file not found"):
-        predict_case(model, {"dce_pre": tmp_path / "nope.nii.gz", "dce_early": early})
+        segment_case(model, {"dce_pre": tmp_path / "nope.nii.gz", "dce_early": early})
 
 
+@requires_torch
 def test_empty_prediction_is_reported_and_full_prediction_is_cleaned(tmp_path):
     pre, early = _phantom()
     empty_model = load_bundle(_bundle(tmp_path / "empty", bias=-20.0), device="cpu")
-    pred = predict_case(empty_model, [pre, early], InferenceConfig(tta=True), name="P9/pre")
+    pred = segment_case(empty_model, [pre, early], InferenceConfig(tta=True), name="P9/pre")
     assert pred.empty and pred.volume_ml == 0.0 and "empty prediction" in pred.message
     assert pred.mask.GetSize() == pre.GetSize()
     full_model = load_bundle(_bundle(tmp_path / "full", bias=20.0), device="cpu")
-    pred = predict_case(full_model, [pre, early])
+    pred = segment_case(full_model, [pre, early])
     got = sitk.GetArrayFromImage(pred.mask).astype(bool)
     body = sitk.GetArrayFromImage(pre) > 30
     # Everything predicted: post-processing restricts it to the body (the breast), on the original grid.
@@ -170,6 +178,7 @@ def test_empty_prediction_is_reported_and_full_prediction_is_cleaned(tmp_path):
     assert pred.volume_ml == pytest.approx(got.sum() * 2.0 / 1000)
 
 
+@requires_torch
 def test_bottleneck_grid_maps_features_to_the_image(tmp_path):
     model = load_bundle(_bundle(tmp_path / "model"), device="cpu")
     pre, early = _phantom(shape_zyx=(16, 32, 32))

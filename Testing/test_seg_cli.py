@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -11,6 +12,9 @@ from test_seg import _bundle
 
 from NACResponseLib.cli import main
 from NACResponseLib.study.store import StudyStore
+
+requires_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                    reason="torch is not installed (Python 3.12 here: no CPU wheel, the deep extra is left out)")
 
 
 def test_seg_measure_and_ftv_on_study(copy_study, capsys):
@@ -47,6 +51,7 @@ def test_seg_measure_and_ftv_on_study(copy_study, capsys):
     assert dice(ftv_mask, gt) > 0.7
 
 
+@requires_torch
 def test_seg_predict_cli_adds_monai_segmentations_and_reports_empty(copy_study, tmp_path, capsys):
     root = str(copy_study.root)
     full = _bundle(tmp_path / "full", bias=20.0)

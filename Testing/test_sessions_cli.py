@@ -43,7 +43,7 @@ def test_agreement_and_icc_cli(copy_study, capsys):
     out = capsys.readouterr().out
     assert "R1 vs R2" in out and "GT vs R1" in out and "MV vs R1" in out
     assert (copy_study.reports_dir / "agreement" / "bland_altman_R1_vs_R2.png").is_file()
-    # a radiomics table as issue 3 writes it: volume from the masks (reader dependent) + a noisy feature
+    # a radiomics table as features radiomics writes it: volume from the masks (reader dependent) + a noisy feature
     rows = []
     rng = np.random.default_rng(0)
     for p in copy_study.cohort:

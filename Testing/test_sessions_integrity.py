@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from NACResponseLib.errors import InputError
 from NACResponseLib.provenance import sha256_file
-from NACResponseLib.readers.agreement import run_agreement
+from NACResponseLib.readers.cohort import run_agreement
 from NACResponseLib.readers.sessions import ReaderSession, create_session
 from NACResponseLib.study.store import StudyStore
 
@@ -163,7 +163,7 @@ def test_agreement_over_an_unfinished_session_is_refused_without_session_flag(co
 def test_icc_over_an_unfinished_session_is_refused(copy_study):
     import pandas as pd
 
-    from NACResponseLib.readers.reproducibility import run_icc
+    from NACResponseLib.readers.cohort import run_icc
 
     session = _half_done_session(copy_study)
     rows = [{"patient_id": c.split("/")[0], "timepoint": "pre", "image": "dce_early", "reader": r,

@@ -326,6 +326,20 @@ def test_buttons_ask_only_for_the_dependency_groups_they_need(study_logic):
         panel.onDeepFeatures()  # unset paths are empty strings, not "."
 
 
+def test_case_report_button_runs_the_report_command_in_the_background(study_logic):
+    from NACResponseSlicerLib.prediction_panel import PredictionPanel
+
+    store = study_logic.context.requireStore()
+    patient = study_logic.study.patientIds()[0]
+    page = store.root / "reports" / "cases" / f"{patient}.html"
+    for modelFile, extra in (("", []), ("/data/model", ["--model", "/data/model"])):
+        params = type("P", (), {"patientId": patient, "modelFile": modelFile})()
+        tasks = FakeTasks()
+        PredictionPanel(Recorder(), study_logic.prediction, tasks, lambda p=params: p).onCaseReport()
+        assert tasks.started == [(["report", "case", str(store.root), "--patient", patient, *extra, "--out", str(page)],
+                                  ("core", "stats"))]
+
+
 def test_a_group_that_cannot_install_never_blocks_the_others(tmp_path, slicer_app, monkeypatch):
     from NACResponseSlicerLib import installer
 
@@ -416,6 +430,18 @@ def test_reload_imports_fresh_code(slicer_app):
     assert "NACResponseSlicerLib.naming" in names
     fresh = importlib.import_module("NACResponseSlicerLib.naming")
     assert fresh is not naming and fresh.TIMEPOINTS == naming.TIMEPOINTS
+
+
+def test_install_all_reports_each_group_and_goes_on(tmp_path, slicer_app, monkeypatch):
+    from NACResponseSlicerLib import installer
+    from NACResponseSlicerLib.panel_base import TaskPanel
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# [core]\nnumpy>=1\n# [deep]\ntorch>=99\n# [radiomics]\nno-such-package-nacresponse>=1\n")
+    monkeypatch.setattr(installer, "pytorchExtensionAvailable", lambda: False)
+    ui = Recorder()
+    TaskPanel(ui, str(requirements)).onInstallDependencies()
+    assert ui.calls("taskLabel.text")[-1][2] == "Python packages missing for: deep, radiomics."
 
 
 def test_a_dlr_bundle_predicts_and_shows_its_gradcam_over_ultrasound(study_logic, copy_study, tmp_path):

@@ -25,7 +25,7 @@ SLICER_MODULES = {"slicer", "vtk", "qt", "ctk", "vtkITK", "vtkTeem", "sitkUtils"
 #: NACResponseSlicerLib files that must import (and be unit-tested) without Slicer.
 SLICER_FREE = ["cli_runner", "cli_calls", "context", "dependencies", "evaluation_curves", "ijk_ras", "mc_points",
                "mc_results", "naming", "prediction_text", "recist_lines", "reloading", "staging", "table_data",
-               "table_export"]
+               "table_export", "case_report"]
 PANELS = ("study", "session", "segmentation", "features", "prediction", "mc")
 #: Widget-side modules: the only ones of NACResponseSlicerLib that may import qt, ctk or slicer.i18n.
 WIDGET_SIDE = {f"{name}_panel" for name in PANELS} | {"panel_base", "widgets", "qt_runner", "path_connector"}

@@ -104,3 +104,22 @@ def test_dicom_patient_id_dots_become_anonymous():
 
     assert _patient_id(DicomSeries("1.2", tags={"PatientID": ".."})) == "anonymous"
     assert _patient_id(DicomSeries("1.2", tags={"PatientID": "P.1"})) == "P.1"
+
+
+def test_manifest_schema_and_paths_share_the_id_rule():
+    from NACResponseLib.paths import ID_PATTERN
+    from NACResponseLib.study.manifest import manifest_schema
+
+    props = manifest_schema()["properties"]
+    assert props["patient_id"]["pattern"] == props["reader"]["pattern"] == ID_PATTERN.pattern
+
+
+@pytest.mark.parametrize("bad", ["..", "../../x", "a/b"])
+def test_user_given_reader_ids_never_become_escaping_paths(copy_study, bad):
+    from NACResponseLib.readers.consensus import build_consensus
+    from NACResponseLib.segmentation.cohort import output_path
+
+    with pytest.raises(InputError, match="reader id"):
+        output_path("P001", "pre", bad, "monai")
+    with pytest.raises(InputError, match="consensus reader id"):
+        build_consensus(copy_study, {}, reader_id=bad)

@@ -57,7 +57,7 @@ def case_features(store, pid: str, reader: str, images: list[str], seg_model, jo
 
     from NACResponseLib.deep.bottleneck import pool_in_mask
     from NACResponseLib.deep.tables import bottleneck_feature_names
-    from NACResponseLib.deep.tables import wide_table as deep_wide
+    from NACResponseLib.deep.tables import wide_from_vectors as deep_wide
     from NACResponseLib.imageio import read_mask
     from NACResponseLib.radiomics import extract_case
     from NACResponseLib.radiomics.tables import wide_table

@@ -1,10 +1,10 @@
 """Benchmark: sliding-window segmentation inference on a 256 x 256 x 96 volume (shipped configuration).
 
-Reports wall time and peak resident memory of ``predict_case`` (reading nothing from disk:
+Reports wall time and peak resident memory of ``segment_case`` (reading nothing from disk:
 resampling to the network grid, z-score, sliding window, back to the original grid,
 post-processing), without and with flip TTA, each in a fresh child process so the peak memory is
 its own.  Anchor, measured in the same run: one forward pass of one ROI batch, so the ratio says
-how many batches' worth of work the whole volume costs.  Targets (issue 5): <= 60 s and <= 4 GB on
+how many batches' worth of work the whole volume costs.  Targets: <= 60 s and <= 4 GB on
 2 CPU cores.  With CUDA present the GPU time is reported too.
 
     python benchmarks/seg_inference.py [--size 256,256,96] [--threads N]
@@ -54,7 +54,7 @@ def _volume(size):
 def child(args) -> None:
     import torch
 
-    from NACResponseLib.segmentation import InferenceConfig, load_bundle, predict_case
+    from NACResponseLib.segmentation import InferenceConfig, load_bundle, segment_case
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,7 +73,7 @@ def child(args) -> None:
                     torch.cuda.synchronize()
         else:
             start = time.perf_counter()
-            predict_case(model, images, InferenceConfig(tta=args.what == "tta"))
+            segment_case(model, images, InferenceConfig(tta=args.what == "tta"))
             if model.device.type == "cuda":
                 torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from .errors import InputError
 
 
 def within(root: str | Path, path: str | Path) -> bool:
@@ -12,3 +15,15 @@ def within(root: str | Path, path: str | Path) -> bool:
     except ValueError:
         return False
     return True
+
+
+#: Patient, reader and session ids become folder and file names: letters, digits, "_", "." and "-",
+#: never "." or "..".  resources/manifest.schema.json spells the same pattern for the manifest.
+ID_PATTERN = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")
+
+
+def check_id(value: str, what: str) -> str:
+    """``value`` if it is a safe id, else :class:`InputError` naming ``what``."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-' (and is not '.' or '..')")
+    return value

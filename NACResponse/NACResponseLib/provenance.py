@@ -40,14 +40,48 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def result_digest(function: str, identity: Any, inputs: Iterable[str | Path] = (), version: str = "") -> str:
+    """The key of one per-case result: what computed it (``function``, ``version``), with which
+    parameters (``identity``, JSON) from which file contents (``inputs``, hashed in order).
+
+    Every resumable stage keys its per-case results with this (runner tasks, deep-feature
+    arrays, MC detections), so a changed parameter or a replaced file gives a new key and the
+    case is recomputed, while an unchanged rerun finds the old result.
+    """
+    files = [sha256_file(p) for p in inputs]
+    return sha256_json({"function": function, "identity": identity, "inputs": files, "version": version})
+
+
+#: Distributions that install the ``radiomics`` module: pyradiomics itself (3.0.1 does not build on
+#: Python 3.12) and its maintained fork, which does.
+RADIOMICS_DISTRIBUTIONS = ("pyradiomics", "pyradiomics-bhklab")
+
+
+def _version(name: str) -> str | None:
+    for distribution in RADIOMICS_DISTRIBUTIONS if name == "pyradiomics" else (name,):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def radiomics_version() -> str:
+    """``pyradiomics=<version>`` or ``pyradiomics-bhklab=<version>``: whichever provides ``radiomics``."""
+    for distribution in RADIOMICS_DISTRIBUTIONS:
+        try:
+            return f"{distribution}={metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "pyradiomics=unknown"
+
+
 def package_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions without importing the packages (keeps heavy imports lazy)."""
+    """Installed versions without importing the packages (keeps heavy imports lazy); ``pyradiomics``
+    is the version of whichever distribution provides the ``radiomics`` module."""
     out: dict[str, str | None] = {"nacresponse": __version__, "python": platform.python_version()}
     for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
+        out[name] = _version(name)
     return out
 
 

@@ -2,7 +2,8 @@
 
 Why a runner of our own: pyradiomics' batch mode parallelises across cases only; we split work
 per (image, mask) and need the same resumable, fault-tolerant loop for later stages (segmentation
-inference, deep features).  Properties:
+inference, MC detection; deep features batch through one loaded network instead, keyed the same
+way, see deep/cohort.py).  Properties:
 
 * **Resumable** - each finished task's result is written atomically to
   ``<results_dir>/<digest>.json`` where the digest hashes the task's function, identity,
@@ -52,7 +53,7 @@ from typing import Any
 from .atomic import atomic_write_text
 from .errors import CancelledError, InputError, NACError
 from .progress import CancelToken, Progress, ProgressCallback
-from .provenance import sha256_file, sha256_json
+from .provenance import result_digest
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +83,8 @@ class Task:
     meta: dict[str, Any] = field(default_factory=dict)  # carried to the result, not hashed
 
     def digest(self) -> str:
-        files = [sha256_file(p) for p in self.inputs]
         ident = self.kwargs if self.identity is None else self.identity
-        return sha256_json({"function": self.function, "identity": ident, "inputs": files,
-                            "version": self.version})
+        return result_digest(self.function, ident, self.inputs, self.version)
 
 
 @dataclass
@@ -257,6 +256,13 @@ def read_record(results_dir: str | Path, digest: str, *, input_failures: bool = 
         if record.get("status") == "done" or record.get("deterministic"):
             return record
     return None
+
+
+def discard_records(results_dir: str | Path, digests: Iterable[str]) -> None:
+    """Forget finished or failed records (``--force``): the next run recomputes those tasks."""
+    for digest in digests:
+        for path in _result_paths(Path(results_dir), digest):
+            path.unlink(missing_ok=True)
 
 
 # ---- parent side ------------------------------------------------------------------------------

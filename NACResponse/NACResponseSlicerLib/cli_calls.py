@@ -55,7 +55,7 @@ def seg_predict(study, bundle, patients: Sequence[str], timepoints: Sequence[str
 
 
 def mc_detect(study, timepoints: Sequence[str] | None = None) -> list[str]:
-    """Tables mc_images, mc_detections; images already done are skipped."""
+    """Tables mc_images, mc_detections; an image whose file and parameters are unchanged is reused."""
     args = ["mc", "detect", _path(study)]
     return args + (["--timepoints", ",".join(timepoints)] if timepoints else [])
 
@@ -68,6 +68,14 @@ def mc_extent(study) -> list[str]:
 def mc_compare(study, pre: str = "pre", post: str = "post") -> list[str]:
     """Pre/post extent change, MC category and RESMIN flag (tables mc_longitudinal, mc_resmin)."""
     return ["mc", "compare", _path(study), "--pre", pre, "--post", post]
+
+
+def case_report(study, patient_id: str, out=None, pdf: bool = False, models: Sequence = ()) -> list[str]:
+    """One patient's self-contained HTML page (and a PDF beside it with ``pdf``); ``models``: model
+    folders outside ``<study>/models`` to include (the panel's chosen model)."""
+    args = ["report", "case", _path(study), "--patient", patient_id]
+    args += [a for m in models for a in ("--model", _path(m))]
+    return args + (["--out", _path(out)] if out else []) + (["--pdf"] if pdf else [])
 
 
 #: Every builder with example arguments, for the CLI-compatibility test.
@@ -87,4 +95,6 @@ EXAMPLES = {
     "mc_detect_all": lambda s: mc_detect(s),
     "mc_extent": lambda s: mc_extent(s),
     "mc_compare": lambda s: mc_compare(s, "pre", "c2"),
+    "case_report": lambda s: case_report(s, "P001", s / "reports" / "cases" / "P001.html", pdf=True,
+                                        models=[s / "model"]),
 }

@@ -54,7 +54,7 @@ class McLogic:
         from .mc_points import ras_from_mm
         from .mc_results import kept_points_mm, largest_cluster
         from .mrml_tables import namedNode
-        from .study_view import showSideBySide
+        from .study_view import SIDE_BY_SIDE_VIEWS, showOnlyInView, showSideBySide
 
         detections = self.context.readTable("mc_mcs")
         if detections is None:
@@ -62,7 +62,7 @@ class McLogic:
         if detections is None:
             raise ValueError("No detections yet (run Detect).")
         clusters = self.context.readTable("mc_clusters")
-        volumes, lines = [], []
+        volumes, lines, shown = [], [], []
         for timepoint in timepoints:
             loaded = self._mammogram(patientId, timepoint, image)
             if loaded is None:
@@ -74,6 +74,7 @@ class McLogic:
             pointList = pointListFromRAS(ras_from_mm(points, spacing, matrix) if len(points) else [], name,
                                          namedNode("vtkMRMLMarkupsFiducialNode", name))
             pointList.SetAttribute(MC_CASE_ATTRIBUTE, f"{patientId}/{timepoint}/{image}")
+            shown.append([pointList])
             lineName = mcExtentLineName(patientId, timepoint, image)
             oldLine = namedNode("vtkMRMLMarkupsLineNode", lineName)
             largest = largest_cluster(clusters, patientId, timepoint, image)
@@ -81,7 +82,7 @@ class McLogic:
             if largest is not None and largest["extent_mm"] > 0:
                 ends = ras_from_mm([[largest["end1_x_mm"], largest["end1_y_mm"]],
                                     [largest["end2_x_mm"], largest["end2_y_mm"]]], spacing, matrix)
-                lineWithLength(ends[0], ends[1], lineName, oldLine)
+                shown[-1].append(lineWithLength(ends[0], ends[1], lineName, oldLine))
                 text += f", largest cluster {int(largest['n'])} MCs, extent {largest['extent_mm'] / 10:.2f} cm"
             elif oldLine is not None:
                 slicer.mrmlScene.RemoveNode(oldLine)
@@ -90,6 +91,10 @@ class McLogic:
         if not volumes:
             raise ValueError(f"{patientId} has no {image} mammogram at {', '.join(timepoints)}")
         showSideBySide(volumes[0], volumes[-1])
+        # Mammograms of both timepoints lie in one plane: each timepoint's markups only in its own view.
+        for index, nodes in enumerate(shown):
+            for node in nodes:
+                showOnlyInView(node, SIDE_BY_SIDE_VIEWS[index] if len(shown) == 2 else None)
         return "; ".join(lines)
 
     def saveMcEdits(self, patientId: str, image: str, timepoints, actor: str | None = None) -> list:

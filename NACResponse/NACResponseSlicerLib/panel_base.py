@@ -103,9 +103,19 @@ class TaskPanel:
             self.task.cancel()
 
     def onInstallDependencies(self) -> None:
+        """Every group in turn; one that cannot be installed (declined, failed, needs the PyTorch
+        extension) is reported and the others still go ahead."""
+        import logging
+
         from .installer import ensureDependencies, installableGroups
 
-        missing = [group for group in installableGroups(self.requirementsPath)
-                   if not ensureDependencies(self.requirementsPath, [group])]
+        missing = []
+        for group in installableGroups(self.requirementsPath):
+            try:
+                if not ensureDependencies(self.requirementsPath, [group]):
+                    missing.append(group)
+            except RuntimeError as exc:
+                logging.warning(f"NACResponse: Python packages of '{group}': {exc}")
+                missing.append(group)
         self.ui.taskLabel.text = (_("Python packages: all installed.") if not missing else
                                   _("Python packages missing for: {groups}.").format(groups=", ".join(missing)))

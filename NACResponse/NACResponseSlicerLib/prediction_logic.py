@@ -1,7 +1,8 @@
 """Prediction panel logic: a saved model (``nacresponse model train``) predicts the current patient
 in-process (``NACResponseLib.modelling.cohort.predict_study``: probability, class per operating
 point, top contributing features); Grad-CAM maps of ``features deep --gradcam`` as overlays; cohort
-ROC and calibration from ``reports/models/<target>/evaluation.json`` as plot charts."""
+ROC and calibration from ``reports/models/<target>/evaluation.json`` as plot charts; the case report
+command and the page it writes (``case_report.case_report_job``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ class PredictionLogic:
     def __init__(self, context) -> None:
         self.context = context
         self._dlr = None  # (bundle folder, prediction) of the last DLR bundle's prediction
+
+    def caseReportJob(self, patientId: str, modelFile=None, pdf: bool = False):
+        """(``nacresponse report case`` arguments, the page they write) for the current study, with
+        the chosen model folder when it is outside the study's models/."""
+        from .case_report import case_report_job
+
+        folder = given_path(modelFile)
+        return case_report_job(self.context.requireStore(), patientId, [folder] if folder else [], pdf=pdf)
 
     def predictCase(self, modelFile, patientId: str, reader: str | None = None) -> dict:
         """The core's prediction of one patient from the study's feature tables, or from a DLR

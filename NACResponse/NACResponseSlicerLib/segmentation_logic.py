@@ -35,9 +35,10 @@ class SegmentationLogic:
     def loadMethodSegmentations(self, patientId: str, timepoints, method: str):
         """Load the newest segmentation of one method (e.g. monai) per timepoint as editable segments.
 
-        Returns (segmentation node, reference volume) of the last timepoint loaded, or None."""
+        ``timepoints`` in view order (A, B): with two, each segmentation shows only in its timepoint's
+        side-by-side view.  Returns (segmentation node, reference volume) of the last one, or None."""
         from .segmentations import loadMaskFile, newSegmentationNode
-        from .study_view import loadTimepointImage, placeInFolder
+        from .study_view import SIDE_BY_SIDE_VIEWS, loadTimepointImage, placeInFolder, showOnlyInView
 
         store = self.context.reloadCohort()  # the background command added manifest rows
         patient = store.cohort[patientId]
@@ -54,6 +55,8 @@ class SegmentationLogic:
             loadMaskFile(str(store.path(seg.path)), node, referenceVolume, segmentName=f"{method} tumour",
                          label=seg.label)
             placeInFolder(node, patientId, timepoint)
+            if len(timepoints) == 2:
+                showOnlyInView(node, SIDE_BY_SIDE_VIEWS[list(timepoints).index(timepoint)])
             last = (node, referenceVolume)
         return last
 

@@ -23,9 +23,10 @@ class SegmentationPanel(Panel):
         patientId = self.patient()
         timepoints = sorted({p.timepointA, p.timepointB}, key=TIMEPOINTS.index)
         arguments = self.logic.segPredictArguments(p.segModelFolder, patientId, timepoints)
+        inViews = list(dict.fromkeys([p.timepointA, p.timepointB]))  # A left, B right
 
         def show():
-            loaded = self.logic.loadMethodSegmentations(patientId, timepoints, "monai")
+            loaded = self.logic.loadMethodSegmentations(patientId, inViews, "monai")
             if loaded is not None:
                 self.edit(*loaded)
 

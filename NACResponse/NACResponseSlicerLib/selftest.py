@@ -297,7 +297,8 @@ def _savedModelAndFeatures(store, folder):
 
 
 def test_prediction_panel(t) -> None:
-    """Prediction, top-feature table, Grad-CAM overlay on its image, ROC and calibration charts."""
+    """Prediction, top-feature table, Grad-CAM overlay on its image, ROC and calibration charts, the
+    case report."""
     import SimpleITK as sitk
 
     from NACResponseLib.modelling.calibration import decile_table
@@ -352,6 +353,13 @@ def test_prediction_panel(t) -> None:
     t.assertEqual(slicer.util.arrayFromTableColumn(rocTable, "tpr")[-1], 1.0)
     t.assertIn("radiomics AUC 0.800", shown["text"])
 
+    # the case report: the panel's command in the background runner; the page shows this prediction
+    arguments, page = logic.prediction.caseReportJob(patient, modelFolder)
+    _runCli(t, arguments)
+    text = page.read_text(encoding="utf-8")
+    for wanted in (f"Case report: patient {patient}", f"<td>{prediction['probability']:.3f}</td>", "Grad-CAM resnet50"):
+        t.assertTrue(wanted in text, f"{wanted!r} is not on the case report page {page}")
+
 
 def _runCli(t, arguments) -> None:
     from .qt_runner import BackgroundTask
@@ -388,6 +396,9 @@ def test_mc_panel(t) -> None:
     line = slicer.mrmlScene.GetFirstNodeByName(mcExtentLineName(patient, "pre", image))
     t.assertAlmostEqual(lineLengthMm(line), largest, places=3)  # scene geometry agrees with the core's mm
     t.assertIn(f"extent {largest / 10:.2f} cm", text)
+    for timepoint, view in (("pre", "Red"), ("post", "Yellow")):  # one plane: each timepoint in its own view
+        node = slicer.mrmlScene.GetFirstNodeByName(mcPointListName(patient, timepoint, image))
+        t.assertEqual(node.GetDisplayNode().GetViewNodeIDs(), (f"vtkMRMLSliceNode{view}",))
 
     # the user deletes one MC at pre; the edit is stored in the core's format and re-applied by 'mc extent'
     pointList.RemoveNthControlPoint(0)

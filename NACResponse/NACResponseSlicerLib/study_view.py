@@ -109,6 +109,16 @@ def showSideBySide(leftVolume, rightVolume, withTable: bool = False) -> None:
         sliceLogic.FitSliceToBackground()
 
 
+def showOnlyInView(node, viewName: str | None) -> None:
+    """Show a node in one slice view only (None: in every view).  Two timepoints' 2D images share one
+    plane, so without this each view would draw both timepoints' markups."""
+    viewNodeIds = [f"vtkMRMLSliceNode{viewName}"] if viewName else []
+    for index in range(node.GetNumberOfDisplayNodes()):
+        displayNode = node.GetNthDisplayNode(index)
+        if displayNode is not None:
+            displayNode.SetViewNodeIDs(viewNodeIds)
+
+
 def showOverlay(viewName: str, overlayVolume, opacity: float) -> None:
     """``overlayVolume`` as the foreground of one slice view (e.g. a Grad-CAM map over its image)."""
     layoutManager = slicer.app.layoutManager()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import comma_list, print_result
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..readers.agreement import run_agreement
+    from ..readers.cohort import run_agreement
     from ..study.store import StudyStore
 
     extra = []
@@ -34,18 +36,10 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not reader or not method:
             raise InputError(f"--include {item!r}: use READER:METHOD, e.g. GT:reference")
         extra.append((reader, method))
-    res = run_agreement(StudyStore(args.study), session=args.session, readers=_split(args.readers), extra=extra,
-                        consensus=args.consensus, timepoints=_split(args.timepoints),
-                        cancel=args.cancel)
-    summary = res["summary"]
-    for _, row in summary.iterrows():
+    res = run_agreement(StudyStore(args.study), session=args.session, readers=comma_list(args.readers), extra=extra,
+                        consensus=args.consensus, timepoints=comma_list(args.timepoints), cancel=args.cancel)
+    for _, row in res.outputs["summary"].iterrows():
         print(f"{row['reader_a']} vs {row['reader_b']}: {int(row['cases'])} cases, Dice median "
               f"{row['dice_median']:.3f}, HD95 median {row['hd95_mm_median']:.2f} mm, volume bias "
               f"{row.get('volume_bias_ml', float('nan')):.2f} mL")
-    for _, row in res["failed"].iterrows():
-        print(f"FAILED {row['patient_id']}/{row['timepoint']} {row['reader_a']} vs {row['reader_b']}: {row['error']}")
-    return 1 if len(res["failed"]) else 0
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+    return print_result(res)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def _csv_list(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -40,12 +38,12 @@ def register_radiomics(features_subparsers) -> None:
     where.add_argument("--jobs", "-j", type=int, default=None, help="local worker processes (default: all cores)")
     where.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
     where.add_argument("--serial", action="store_true", help="run in this process, one ROI at a time")
-    p.add_argument("--images", type=_csv_list, default=None,
+    p.add_argument("--images", type=comma_list, default=None,
                    help="comma-separated image keys/roles (default: every image on the mask's grid)")
-    p.add_argument("--readers", type=_csv_list, default=None, help="comma-separated readers (default: all)")
-    p.add_argument("--methods", type=_csv_list, default=None, help="comma-separated segmentation methods")
-    p.add_argument("--timepoints", type=_csv_list, default=None, help="comma-separated timepoints (default: all)")
-    p.add_argument("--patients", type=_csv_list, default=None, help="comma-separated patient ids (default: all)")
+    p.add_argument("--readers", type=comma_list, default=None, help="comma-separated readers (default: all)")
+    p.add_argument("--methods", type=comma_list, default=None, help="comma-separated segmentation methods")
+    p.add_argument("--timepoints", type=comma_list, default=None, help="comma-separated timepoints (default: all)")
+    p.add_argument("--patients", type=comma_list, default=None, help="comma-separated patient ids (default: all)")
     p.add_argument("--resample-masks", action="store_true",
                    help="also pair masks with images on other grids (pyradiomics resamples the mask)")
     p.set_defaults(func=run_radiomics)
@@ -65,12 +63,11 @@ def run_radiomics(args) -> int:
                             images=args.images, readers=args.readers, methods=args.methods,
                             timepoints=args.timepoints, patients=args.patients,
                             resample_masks=args.resample_masks, cancel=args.cancel)
-    s = result.summary
-    print(f"radiomics: {s.message()}", file=sys.stderr)
+    print(f"radiomics: {result.summary.message().splitlines()[0]}", file=sys.stderr)
     print(f"radiomics: tables radiomics ({result.long.shape[0]} rows x {result.long.shape[1]} columns), "
           f"radiomics_wide ({result.wide.shape[0]} x {result.wide.shape[1]}), radiomics_failures "
           f"({len(result.failures)}) in {store.tables_dir}")
-    return 1 if s.failed else 0
+    return print_result(result)
 
 
 def register_deep_features(features_subparsers) -> argparse.ArgumentParser:
@@ -105,24 +102,22 @@ def register_deep_features(features_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 only on CPUs with native bf16 and cosine >= 0.999 to fp32")
     p.add_argument("--gradcam", action="store_true", help="also write Grad-CAM maps aligned with the DCE volume")
-    p.add_argument("--overwrite", action="store_true", help="replace tables made with other parameters")
     p.set_defaults(func=run_deep_features)
     return p
 
 
 def run_deep_features(args) -> int:
-    from ..deep.bottleneck import extract_bottleneck
-    from ..deep.cohort import ResNetSettings, extract_resnet50
+    from ..deep.cohort import ResNetSettings, extract_bottleneck, extract_resnet50
     from ..errors import InputError
     from ..study.store import StudyStore
 
     if args.skip_resnet and not args.seg_model:
         raise InputError("--skip-resnet needs --seg-model (otherwise there is nothing to compute)")
-    channels = tuple(_csv_list(args.channels) or [])
+    channels = tuple(comma_list(args.channels) or [])
     if not 1 <= len(channels) <= 3:
         raise InputError(f"--channels needs 1 to 3 image keys, got {args.channels!r}")
     store = StudyStore(args.study)
-    readers, timepoints = _csv_list(args.readers), _csv_list(args.timepoints)
+    readers, timepoints = comma_list(args.readers), comma_list(args.timepoints)
     results = []
     if not args.skip_resnet:
         settings = ResNetSettings(channels=channels, average_neighbours=args.average_neighbours,
@@ -131,21 +126,18 @@ def run_deep_features(args) -> int:
                                random_weights=args.random_weights, settings=settings, readers=readers,
                                timepoints=timepoints, batch_size=args.batch_size, mode=args.mode,
                                precision=args.precision, threads=args.threads, gradcam=args.gradcam,
-                               overwrite=args.overwrite, cancel=args.cancel)
-        results.append(("deep_resnet50", res))
+                               cancel=args.cancel)
+        results.append(res)
         if args.random_weights:
             print("WARNING: random ResNet-50 weights (--random-weights): features are for testing only",
                   file=sys.stderr)
     if args.seg_model:
-        res = extract_bottleneck(store, args.seg_model, readers=readers, timepoints=timepoints,
-                                 overwrite=args.overwrite, cancel=args.cancel)
-        results.append(("deep_bottleneck", res))
+        res = extract_bottleneck(store, args.seg_model, readers=readers, timepoints=timepoints, cancel=args.cancel)
+        results.append(res)
     status = 0
-    for name, res in results:
-        where = res.path if res.path else "not written (no ROI succeeded)"
-        print(f"{name}: {res.computed} computed, {res.cached} from cache, {len(res.failures)} failed -> {where}")
-        for f in res.failures:
-            print(f"  failed: {f['error']}")
-        if res.failures or res.path is None:
+    for res in results:
+        status = max(status, print_result(res))
+        if res.outputs["path"] is None:
+            print(f"{res.stage}: no table written (no ROI succeeded)")
             status = 1
     return status

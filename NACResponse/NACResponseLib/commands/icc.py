@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from . import comma_list, print_result
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -33,19 +35,14 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..readers.reproducibility import run_icc
+    from ..readers.cohort import run_icc
     from ..study.store import StudyStore
 
     res = run_icc(StudyStore(args.study), table=args.table, form=args.form, threshold=args.threshold,
-                  use_ci_lower=args.use_ci_lower, session=args.session, readers=_split(args.readers),
-                  timepoints=_split(args.timepoints), perturb=args.perturb, perturb_reader=args.reader,
-                  images=_split(args.images) or ["dce_early"], params=args.params, seed=args.seed, cancel=args.cancel)
-    print(f"{res['kept']} of {res['features']} features kept ({res['fraction_kept']:.0%}); "
-          f"table icc_whitelist written; report {Path(args.study) / 'reports' / 'icc' / 'icc.html'}")
-    for case, err in res["failed"].items():
-        print(f"FAILED {case}: {err}")
-    return 1 if res["failed"] else 0
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+                  use_ci_lower=args.use_ci_lower, session=args.session, readers=comma_list(args.readers),
+                  timepoints=comma_list(args.timepoints), perturb=args.perturb, perturb_reader=args.reader,
+                  images=comma_list(args.images) or ["dce_early"], params=args.params, seed=args.seed, cancel=args.cancel)
+    out = res.outputs
+    print(f"{out['kept']} of {out['features']} features kept ({out['fraction_kept']:.0%}); "
+          f"report {Path(args.study) / 'reports' / 'icc' / 'icc.html'}")
+    return print_result(res)

@@ -7,6 +7,8 @@ import csv
 from pathlib import Path
 
 from ..errors import InputError
+from ..mc.longitudinal import MAX_MATCH_MM
+from . import comma_list, print_result
 
 
 def register(subparsers) -> None:
@@ -15,23 +17,41 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="mc_command", required=True)
 
     d = sub.add_parser("detect", help="detect MCs on every mammogram (tables mc_images, mc_detections)",
-                       description="Classical multi-scale detector in mm units; images already done are skipped "
-                       "unless --force. Per-image failures are reported and the run goes on (exit 1).")
+                       description="Classical multi-scale detector in mm units; an image already done with the same "
+                       "file and parameters is reused unless --force. Per-image failures are reported and the run goes on (exit 1).")
     d.add_argument("study", type=Path)
     d.add_argument("--spacing-mm", type=float, help="pixel size to use when the files lack one")
     d.add_argument("--threshold", type=float, default=5.0, help="detection threshold in noise SDs (default 5)")
     d.add_argument("--timepoints", help="comma-separated timepoints (default: all)")
+    d.add_argument("--classifier", type=Path, help="folder of a candidate classifier saved by 'mc train-classifier' "
+                   "(its SHA-256 is recorded with the parameters)")
     d.add_argument("--force", action="store_true", help="re-detect images already done")
     d.set_defaults(func=_detect)
 
+    t = sub.add_parser("train-classifier", help="learn the optional second-stage candidate classifier",
+                       description="Gradient boosting on candidate features (mc.classifier), trained on realistic "
+                       "phantoms and, with --study, on the user's edits of that study's detections (kept = MC, "
+                       "removed = not). Saved without pickle (model.json + arrays.npz).")
+    t.add_argument("--out", type=Path, required=True, help="folder to write the model to")
+    t.add_argument("--study", type=Path, help="study whose mc edits add training labels")
+    t.add_argument("--phantom-images", type=int, default=48, help="phantom images to train on (default 48; 0: none)")
+    t.add_argument("--seed", type=int, default=10_000)
+    t.add_argument("--overwrite", action="store_true")
+    t.set_defaults(func=_train)
+
     e = sub.add_parser("extent", help="apply user edits, cluster MCs, measure extents (tables mc_mcs, mc_clusters)",
-                       description="Clusters: single linkage at --link-distance-mm, kept when >= --min-count MCs "
-                       "lie within --window-mm. User edits: --edits FILE.json (with --patient/--timepoint/--image) "
+                       description="Clusters: single linkage at --link-distance-mm, kept when it holds a core of "
+                       ">= --min-count MCs linked at --core-link-mm within --window-mm. User edits: --edits FILE.json "
+                       "(with --patient/--timepoint/--image) "
                        "stores {'add': [[x_mm, y_mm]...], 'remove': [...]} for that mammogram first.")
     e.add_argument("study", type=Path)
-    e.add_argument("--link-distance-mm", type=float, default=10.0)
-    e.add_argument("--min-count", type=int, default=3)
-    e.add_argument("--window-mm", type=float, default=10.0)
+    e.add_argument("--link-distance-mm", type=float, help="single linkage giving a cluster's members and extent "
+                   "(default 10)")
+    e.add_argument("--core-link-mm", type=float, help="link of the dense core that makes a group a cluster "
+                   "(default: the group itself; 5: the dense-core rule)")
+    e.add_argument("--min-count", type=int, help="MCs the core needs within --window-mm (default 3; BI-RADS "
+                   "'grouped': 5 with --core-link-mm 5)")
+    e.add_argument("--window-mm", type=float, help="(default 10)")
     e.add_argument("--edits", type=Path, help="JSON edit file to store before recomputing")
     e.add_argument("--patient")
     e.add_argument("--timepoint")
@@ -48,7 +68,8 @@ def register(subparsers) -> None:
                    "segmentation-based tumour category")
     c.add_argument("--reader", help="segmentation reader for the tumour RECIST category")
     c.add_argument("--method", help="segmentation method (default: reference, consensus, then manual)")
-    c.add_argument("--max-match-mm", type=float, default=20.0)
+    c.add_argument("--max-match-mm", type=float, default=MAX_MATCH_MM,
+                   help=f"pre/post clusters further apart are not paired (default {MAX_MATCH_MM:g})")
     c.set_defaults(func=_compare)
 
 
@@ -57,13 +78,33 @@ def _detect(args: argparse.Namespace) -> int:
     from ..mc.detect import DetectorParams
     from ..study.store import StudyStore
 
-    tps = [t.strip() for t in args.timepoints.split(",")] if args.timepoints else None
-    res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold),
-                       spacing_mm=args.spacing_mm, timepoints=tps, force=args.force, cancel=args.cancel)
-    print(f"{res['done']} mammograms processed, {res['skipped']} already done; tables mc_images, mc_detections")
-    for case, err in res["failed"].items():
-        print(f"FAILED {case}: {err}")
-    return 1 if res["failed"] else 0
+    extra = {}
+    if args.classifier:
+        from ..mc.classifier import load_classifier
+
+        clf = load_classifier(args.classifier)  # fails here, once, on a bad folder
+        extra = {"classifier": str(args.classifier.resolve()), "classifier_sha256": clf.sha256}
+    res = detect_study(StudyStore(args.study), params=DetectorParams(threshold=args.threshold, **extra),
+                       spacing_mm=args.spacing_mm, timepoints=comma_list(args.timepoints), force=args.force,
+                       cancel=args.cancel)
+    return print_result(res)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..mc.classifier_training import train_classifier
+    from ..study.store import StudyStore
+
+    store = StudyStore(args.study) if args.study else None
+    res = train_classifier(args.out, phantom_images=args.phantom_images, store=store, seed=args.seed,
+                           overwrite=args.overwrite)
+    study = res["study"]
+    if study is not None:
+        print(f"study edits: {study['images']} mammograms, {study['positives']} MCs, {study['negatives']} removed, "
+              f"{study['added_without_candidate']} added points without a candidate (not used)")
+    print(f"{res['candidates']} candidates ({res['mcs']} MCs); threshold {res['threshold']:.3f} keeps "
+          f"{res['target_sensitivity']:.0%} of MCs and {res['cv_false_kept_fraction']:.1%} of false candidates "
+          f"(out of fold); saved {res['path']} (SHA-256 {res['sha256']})")
+    return 0
 
 
 def _extent(args: argparse.Namespace) -> int:
@@ -77,12 +118,14 @@ def _extent(args: argparse.Namespace) -> int:
         if not (args.patient and args.timepoint and args.image):
             raise InputError("--edits needs --patient, --timepoint and --image")
         save_edits(store, args.patient, args.timepoint, args.image, load_edits(args.edits), actor="cli")
-    res = extent_study(store, params=ClusterParams(link_distance_mm=args.link_distance_mm, min_count=args.min_count,
-                                                   window_mm=args.window_mm), force=args.force)
-    print(("unchanged: " if res["skipped"] else "") + f"{res['clusters']} clusters; tables mc_mcs, mc_clusters")
-    for case, pts in res["unmatched_removals"].items():
+    given = {"link_distance_mm": args.link_distance_mm, "core_link_mm": args.core_link_mm,
+             "min_count": args.min_count, "window_mm": args.window_mm}
+    res = extent_study(store, params=ClusterParams(**{k: v for k, v in given.items() if v is not None}),
+                       force=args.force)
+    print(f"{res.outputs['clusters']} clusters")
+    for case, pts in res.outputs["unmatched_removals"].items():
         print(f"WARNING {case}: removal points matched no detection: {pts}")
-    return 0
+    return print_result(res)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -92,12 +135,12 @@ def _compare(args: argparse.Namespace) -> int:
     recist = _read_recist(args.recist) if args.recist else None
     res = compare_study(StudyStore(args.study), pre=args.pre, post=args.post, recist=recist, reader=args.reader,
                         method=args.method, max_match_mm=args.max_match_mm)
-    for row in res["resmin"].itertuples():
+    for row in res.outputs["resmin"].itertuples():
         flag = "RESMIN " if row.resmin_flag else ""
         print(f"{flag}{row.patient_id} {row.laterality}: MC {row.mc_category} ({row.pre_extent_mm:.1f} -> "
               f"{row.post_extent_mm:.1f} mm), tumour {row.tumour_recist}")
-    print(f"{res['patients']} patient sides compared, {res['flagged']} flagged; tables mc_longitudinal, mc_resmin")
-    return 0
+    print(f"{res.outputs['patients']} patient sides compared, {res.outputs['flagged']} flagged")
+    return print_result(res)
 
 
 def _read_recist(path: Path) -> dict[str, str]:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import comma_list
+
 KINDS = ("clinical", "radiomics", "deep", "combined")
 TARGETS = ("pcr", "axillary_pcr", "miller_payne", "rcb_class", "rcb_index")
 
@@ -54,7 +56,7 @@ def register(subparsers) -> None:
     e.add_argument("--folds", type=int, default=5)
     e.add_argument("--repeats", type=int, default=1)
     e.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for CIs (default 2000)")
-    e.add_argument("--optimism", type=int, default=200, help="Harrell bootstrap resamples (default 200; 0 = skip)")
+    e.add_argument("--optimism", type=int, default=200, help="bootstrap validation resamples: .632+ AUC, and Harrell's where valid (default 200; 0 = skip)")
     e.add_argument("--permutations", type=int, default=20, help="label permutations (leakage guard; 0 = skip)")
     e.add_argument("--permute-model", default=None, help="model to permute (default: the last evaluated)")
     e.add_argument("--stepwise-model", default="radiomics", help="model kind for stepwise prediction ('' = none)")
@@ -259,7 +261,7 @@ def _evaluate(args) -> int:
     from ..progress import Progress
     from ..study.store import StudyStore
 
-    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
+    kinds = comma_list(args.models) or []
     settings = EvaluationSettings(n_splits=args.folds, n_repeats=args.repeats, n_boot=args.bootstrap,
                                   optimism_boot=args.optimism, n_permutations=args.permutations,
                                   permutation_model=(args.permute_model or kinds[-1]) if args.permutations else None,
@@ -274,8 +276,12 @@ def _evaluate(args) -> int:
                              out_dir=args.out, cancel=args.cancel, progress=prog)
     for name, m in res["models"].items():
         a = m["metrics"]["auc"]
-        print(f"{name}: AUC {a['estimate']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}], "
-              f"calibration slope {m['calibration']['slope']:.2f}")
+        v = m.get("validation")
+        checked = "" if not v else (f", .632+ AUC {v['auc_632plus']:.3f}" + (
+            f", Harrell-corrected AUC {v['harrell_auc']:.3f}" if v["harrell_valid"]
+            else " (Harrell's withheld: too few events per candidate variable)"))
+        print(f"{name}: AUC {a['estimate']:.3f} [{a['ci_low']:.3f}-{a['ci_high']:.3f}] out-of-fold{checked}, "
+              f"calibration slope {m['calibration']['slope']:.2f}, Hosmer-Lemeshow p {m['calibration']['hl_p']:.2g}")
     for name in res["skipped_models"]:
         print(f"skipped {name}: its feature table is missing")
     print(f"report: {res['report']}")
@@ -301,7 +307,7 @@ def _predict(args) -> int:
         from ..modelling.cohort import predict_study
         from ..study.store import StudyStore
 
-        pats = [p.strip() for p in args.patients.split(",")] if args.patients else None
+        pats = comma_list(args.patients)
         out = predict_study(StudyStore(args.study), args.model, pats, reader=args.reader,
                             deep_table=args.deep_table, top_n=args.top)
     else:

@@ -7,9 +7,7 @@ import argparse
 import json
 import sys
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import comma_list, print_result
 
 
 def _triple(kind):
@@ -130,7 +128,7 @@ def _train(args) -> int:
     from ..study.store import StudyStore
 
     config = TrainingConfig(
-        preprocess=PreprocessConfig(channels=tuple(_csv(args.channels)), spacing=args.spacing,
+        preprocess=PreprocessConfig(channels=tuple(comma_list(args.channels)), spacing=args.spacing,
                                     normalisation=args.normalisation),
         network=NetworkConfig(init_filters=args.filters), roi_size=args.roi, max_epochs=args.epochs,
         patience=args.patience, val_every=args.val_every, learning_rate=args.lr, batch_size=args.batch, val_fraction=args.val_fraction,
@@ -138,7 +136,7 @@ def _train(args) -> int:
     store = StudyStore(args.study)
     with Progress(args.epochs, "seg train") as bar:
         metrics = train_from_study(store, args.out, reader=args.reader, method=args.method, config=config,
-                                   patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+                                   patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                                    threads=args.threads, cancel=args.cancel,
                                    progress=lambda done, total, msg: bar.update(done - bar.done, msg))
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "train_cases")}, indent=1))
@@ -146,21 +144,20 @@ def _train(args) -> int:
 
 
 def _predict(args) -> int:
-    from ..segmentation.cohort import predict_study
+    from ..segmentation.cohort import segment_study
     from ..segmentation.inference import InferenceConfig
     from ..study.store import StudyStore
 
     config = InferenceConfig(roi_size=args.roi, overlap=args.overlap, sw_batch_size=args.sw_batch, tta=args.tta,
                              min_size_mm3=args.min_size, largest_component=not args.all_components)
-    frame = predict_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
-                          patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+    res = segment_study(StudyStore(args.study), args.model, reader=args.reader, config=config,
+                          patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                           save_probability=args.probability, device=args.device, threads=args.threads,
                           mode="process" if (args.jobs or 1) > 1 else "serial", jobs=args.jobs, cancel=args.cancel)
-    counts = frame["status"].value_counts().to_dict()
-    print(f"seg predict: {counts}")
+    frame = res.outputs["table"]
     for _, row in frame[frame["status"].isin(["failed", "empty"])].iterrows():
         print(f"  {row['status'].upper()} {row['patient_id']}/{row['timepoint']}: {row['message']}", file=sys.stderr)
-    return 1 if counts.get("failed", 0) or counts.get("empty", 0) else 0
+    return print_result(res)
 
 
 def _ftv_config(args):
@@ -177,12 +174,13 @@ def _ftv(args) -> int:
         from ..segmentation.cohort import ftv_study
         from ..study.store import StudyStore
 
-        frame = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
-                          roi_method=args.roi_method, margin_mm=args.margin, patients=_csv(args.patients),
-                          timepoints=_csv(args.timepoints), cancel=args.cancel)
+        res = ftv_study(StudyStore(args.study), config=_ftv_config(args), roi_reader=args.roi_reader,
+                        roi_method=args.roi_method, margin_mm=args.margin, patients=comma_list(args.patients),
+                        timepoints=comma_list(args.timepoints), cancel=args.cancel)
+        frame = res.outputs["table"]
         cols = [c for c in ("patient_id", "timepoint", "ftv_cm3", "status") if c in frame]
         print(frame[cols].to_string(index=False))
-        return 1 if (frame["status"] == "failed").any() else 0
+        return print_result(res)
     if not (args.pre and args.early and args.late and args.out):
         raise InputError("seg ftv: give a study folder, or --pre, --early, --late and --out for one case")
     from ..imageio import read_image, write_image
@@ -202,11 +200,12 @@ def _measure(args) -> int:
     from ..segmentation.cohort import measure_study
     from ..study.store import StudyStore
 
-    frame = measure_study(StudyStore(args.study), readers=_csv(args.readers), methods=_csv(args.methods),
-                          patients=_csv(args.patients), timepoints=_csv(args.timepoints))
+    res = measure_study(StudyStore(args.study), readers=comma_list(args.readers), methods=comma_list(args.methods),
+                        patients=comma_list(args.patients), timepoints=comma_list(args.timepoints))
+    frame = res.outputs["table"]
     cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm", "recist"]
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    return 1 if (frame["status"] == "failed").any() else 0
+    return print_result(res)
 
 
 def _export(args) -> int:
@@ -214,8 +213,8 @@ def _export(args) -> int:
     from ..study.store import StudyStore
 
     result = export_segmentations(StudyStore(args.study), args.out, dicom_seg=args.dicom_seg,
-                                  readers=_csv(args.readers), methods=_csv(args.methods),
-                                  patients=_csv(args.patients), timepoints=_csv(args.timepoints),
+                                  readers=comma_list(args.readers), methods=comma_list(args.methods),
+                                  patients=comma_list(args.patients), timepoints=comma_list(args.timepoints),
                                   overwrite=args.overwrite)
     print(f"seg export: {len(result['written'])} file(s) written to {args.out}; {len(result['failed'])} failed")
     for name, err in result["failed"].items():

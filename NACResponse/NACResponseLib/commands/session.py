@@ -7,9 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import comma_list
 
 
 def register(subparsers) -> None:
@@ -109,8 +107,8 @@ def _create(args: argparse.Namespace) -> int:
 
     if args.tokens is not None and args.tokens.exists():
         raise InputError(f"{args.tokens}: already exists; choose a new file for the tokens")
-    s = create_session(_store(args), args.name, _csv(args.readers) or [], patients=_csv(args.patients),
-                       timepoints=_csv(args.timepoints), images=_csv(args.images), reference=args.reference,
+    s = create_session(_store(args), args.name, comma_list(args.readers) or [], patients=comma_list(args.patients),
+                       timepoints=comma_list(args.timepoints), images=comma_list(args.images), reference=args.reference,
                        seed=args.seed, adopt_existing=args.adopt_existing, tokens=args.tokens is not None)
     print(f"session {s.name!r}: {len(s.spec.cases)} cases, readers {', '.join(s.spec.readers)} (seed {s.spec.seed})")
     if args.tokens is not None:

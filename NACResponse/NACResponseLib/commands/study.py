@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from . import comma_list
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -74,7 +76,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     store = StudyStore(args.study)
     with Progress(len(store.cohort), "validate") as progress:
-        report = validate_study(store, tuple(t for t in args.require.split(",") if t), progress)
+        report = validate_study(store, tuple(comma_list(args.require) or ()), progress)
     path = write_validation_report(store, report)
     print(f"{'valid' if report['valid'] else 'INVALID'}: {len(report['errors'])} errors, "
           f"{len(report['warnings'])} warnings; report: {path}")
@@ -87,7 +89,7 @@ def _synthetic(args: argparse.Namespace) -> int:
     from ..demo.synthetic import generate_cohort
 
     out = generate_cohort(args.out, n_patients=args.patients, seed=args.seed,
-                          timepoints=tuple(args.timepoints.split(",")))
+                          timepoints=tuple(comma_list(args.timepoints) or ()))
     print(f"synthetic cohort of {args.patients} patients written to {out}")
     return 0
 
@@ -101,7 +103,7 @@ def _demo(args: argparse.Namespace) -> int:
 
         raise InputError(f"{args.out}: exists and is not a demo output folder; choose another --out")
     ctx = DemoContext(out_dir=args.out, n_patients=args.patients, seed=args.seed, jobs=args.jobs, quick=args.quick)
-    summary = run_demo(ctx, args.stages.split(",") if args.stages else None)
+    summary = run_demo(ctx, comma_list(args.stages))
     failed = [k for k, v in summary["stages"].items() if v["status"] != "ok"]
     print(json.dumps({k: v["status"] for k, v in summary["stages"].items()}))
     print(f"demo outputs in {args.out.resolve()} (report.html, demo_summary.json, study/)")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+from . import comma_list
 
 
 def register(subparsers) -> None:
@@ -68,7 +66,7 @@ def _show(args: argparse.Namespace) -> int:
 
     from ..study.tables_export import table_slice
 
-    frame = table_slice(_store(args), args.name, patients=_csv(args.patients), columns=_csv(args.columns))
+    frame = table_slice(_store(args), args.name, patients=comma_list(args.patients), columns=comma_list(args.columns))
     with pd.option_context("display.max_columns", 30, "display.width", 160):
         print(frame.head(args.rows).to_string(index=False, max_cols=30))
     if len(frame) > args.rows:

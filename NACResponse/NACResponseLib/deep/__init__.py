@@ -5,24 +5,23 @@ Importing this package does not import torch; the network modules do so when fir
 
 from __future__ import annotations
 
-from .bottleneck import extract_bottleneck, pool_in_mask
+from .bottleneck import pool_in_mask
 from .cases import DEFAULT_CHANNELS, Case, cohort_cases
-from .cohort import DeepResult, ResNetSettings, case_input, extract_resnet50
+from .cohort import ResNetSettings, case_input, extract_bottleneck, extract_resnet50
 from .pca import DeepPCA
 from .slices import SliceInput, largest_slice_index, map_to_reference, prepare_input
 from .tables import (
     BOTTLENECK_TABLE,
     RESNET_SLICES_TABLE,
     RESNET_TABLE,
-    block_columns,
     bottleneck_feature_names,
     resnet_feature_names,
-    wide_table,
+    wide_from_vectors,
 )
 
 __all__ = [
     "BOTTLENECK_TABLE", "DEFAULT_CHANNELS", "RESNET_SLICES_TABLE", "RESNET_TABLE", "Case", "DeepPCA",
-    "DeepResult", "ResNetSettings", "SliceInput", "block_columns", "bottleneck_feature_names", "case_input",
+    "ResNetSettings", "SliceInput", "bottleneck_feature_names", "case_input",
     "cohort_cases", "extract_bottleneck", "extract_resnet50", "largest_slice_index", "map_to_reference",
-    "pool_in_mask", "prepare_input", "resnet_feature_names", "wide_table",
+    "pool_in_mask", "prepare_input", "resnet_feature_names", "wide_from_vectors",
 ]

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import SimpleITK as sitk
 
+from ..columns import reader_selected, wide_reader_ids
 from ..errors import MissingTimepointError, NACError
 from ..imageio import read_image, read_mask
 from ..study.model import ROLES, Cohort, Image, Segmentation, Timepoint, timepoint_order
+from ..study.store import StudyStore
 
 #: DCE early post-contrast, then ADC (or DWI when there is no ADC map), then T2.
 DEFAULT_CHANNELS = ("dce_early", "adc|dwi", "t2w")
@@ -18,7 +20,7 @@ DEFAULT_CHANNELS = ("dce_early", "adc|dwi", "t2w")
 class Case:
     patient_id: str
     timepoint: str
-    reader: str  # wide-table reader id (``R1`` or ``R1.monai``)
+    reader: str  # wide-table reader id (``R1`` or ``R1.monai``, see NACResponseLib.columns)
     segmentation: Segmentation
 
     @property
@@ -50,19 +52,16 @@ def cohort_cases(cohort: Cohort, *, readers: list[str] | None = None,
     ``channel`` (the first channel spec) keeps only masks drawn on an image of the same modality,
     so MR features are not computed from a mammogram's ROI (and vice versa).
     """
-    methods: dict[str, set[str]] = {}
-    for p in cohort:
-        for t in p.timepoints.values():
-            for s in t.segmentations:
-                methods.setdefault(s.reader, set()).add(s.method)
+    wide_ids = wide_reader_ids((s.reader, s.method) for p in cohort for t in p.timepoints.values()
+                               for s in t.segmentations)
     cases = []
     for p in sorted(cohort, key=lambda p: p.patient_id):
         for t in p.ordered_timepoints():
             if timepoints and t.name not in timepoints:
                 continue
             for s in t.segmentations:
-                wide = s.reader if len(methods[s.reader]) == 1 else f"{s.reader}.{s.method}"
-                if readers and s.reader not in readers and wide not in readers:
+                wide = wide_ids[(s.reader, s.method)]
+                if not reader_selected(readers, s.reader, wide):
                     continue
                 if channel is not None:
                     want, have = _modality(t, channel), _modality(t, s.reference)
@@ -82,7 +81,7 @@ def resolve_image(timepoint: Timepoint, spec: str, where: str) -> Image:
                                 f"(images there: {[i.key for i in timepoint.images]})")
 
 
-def read_case_images(store, case: Case, channels: tuple[str, ...] | list[str]) -> tuple[list[sitk.Image], list[str]]:
+def read_case_images(store: StudyStore, case: Case, channels: tuple[str, ...] | list[str]) -> tuple[list[sitk.Image], list[str]]:
     """Read the channel images of a case (errors name the patient, timepoint and file)."""
     tp = store.cohort[case.patient_id].timepoint(case.timepoint)
     images, names = [], []
@@ -93,7 +92,7 @@ def read_case_images(store, case: Case, channels: tuple[str, ...] | list[str]) -
     return images, names
 
 
-def input_paths(store, cases: list[Case], channels) -> list:
+def input_paths(store: StudyStore, cases: list[Case], channels) -> list:
     """The image and mask files behind ``cases`` (for provenance hashes); unresolvable ones are skipped."""
     paths = {}
     for case in cases:
@@ -108,14 +107,7 @@ def input_paths(store, cases: list[Case], channels) -> list:
     return [paths[k] for k in sorted(paths)]
 
 
-def case_digest(store, case: Case, channels) -> str:
-    """Short hash of the case's input file contents: a replaced image or corrected mask is recomputed."""
-    from ..provenance import sha256_file, sha256_json
-
-    return sha256_json([sha256_file(p) for p in input_paths(store, [case], channels) if p.is_file()])[:12]
-
-
-def read_case_mask(store, case: Case) -> sitk.Image:
+def read_case_mask(store: StudyStore, case: Case) -> sitk.Image:
     """The case's tumour mask, checked for emptiness and its label (InputError names the file)."""
     seg = case.segmentation
     return read_mask(store.path(seg.path), label=seg.label)

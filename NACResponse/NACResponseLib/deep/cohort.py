@@ -1,21 +1,26 @@
-"""ResNet-50 descriptors for a whole study: inputs per ROI, batched inference, cache, tables.
+"""Deep features for a whole study: ResNet-50 descriptors and segmentation-bottleneck features.
 
-Each (patient, timepoint, reader) ROI becomes one 3x224x224 input (see slices.py); inputs are
-run through the network in batches; every finished vector is cached atomically under
-``<study>/cache/deep_resnet50/<parameter hash>/`` so a cancelled or crashed run resumes without
-recomputing, and a failing ROI is recorded while the others go on.  Finally the wide table
-``deep_resnet50`` (see tables.py) and the per-ROI slice table ``deep_resnet50_slices`` are
-written with provenance, which says when the weights were random (testing only).
+ResNet-50: each (patient, timepoint, reader) ROI becomes one 3x224x224 input (see slices.py);
+inputs are run through the network in batches.  Bottleneck: the segmentation network's deepest
+map is computed once per patient and timepoint and pooled in each reader's mask (bottleneck.py).
 
-The cohort runner of the radiomics stage is not used here: it loads the model in each task,
-whereas a 100 MB network is loaded once and fed batches.
+Every finished vector is stored atomically under ``<study>/cache/<table>/<key>.npz`` where the
+key is :func:`NACResponseLib.provenance.result_digest` of the ROI's image and mask contents and
+the parameters (the same keying as the runner's radiomics tasks): a cancelled run resumes, a
+replaced image, corrected mask or changed parameter is recomputed, and an unchanged rerun reuses
+everything.  A failing ROI is recorded while the others go on.  The wide tables (tables.py) are
+written with provenance, which says when the ResNet weights were random (testing only).
+
+The cohort runner is not used here: it would load the model in each task, whereas a 100 MB
+network is loaded once and fed batches.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +29,29 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..progress import CancelToken, Progress
-from ..provenance import collect, sha256_json
+from ..provenance import collect, result_digest
+from ..stage import StageResult
+from ..study.store import StudyStore
+from .bottleneck import MIN_COVERAGE, pool_in_mask
 from .cases import (
     DEFAULT_CHANNELS,
     Case,
-    case_digest,
     cohort_cases,
     describe_failure,
     input_paths,
     read_case_images,
     read_case_mask,
+    resolve_image,
 )
 from .slices import DEFAULT_MARGIN_MM, INPUT_SIZE, SliceInput, prepare_input
-from .tables import RESNET_SLICES_TABLE, RESNET_TABLE, resnet_feature_names, wide_table
+from .tables import (
+    BOTTLENECK_TABLE,
+    RESNET_SLICES_TABLE,
+    RESNET_TABLE,
+    bottleneck_feature_names,
+    resnet_feature_names,
+    wide_from_vectors,
+)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -57,19 +72,28 @@ class ResNetSettings:
         return d
 
 
-@dataclass
-class DeepResult:
-    """Outcome of a cohort run.  ``failures`` lists ROIs that could not be processed."""
+def case_files(store: StudyStore, table: str, cases: list[Case], channels, identity: dict[str, Any],
+               suffix: str) -> dict[str, Path]:
+    """Where each ROI's result lives: keyed by its input file contents and the parameters."""
+    folder = store.cache_dir(table)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for case in cases:
+        inputs = [p for p in input_paths(store, [case], channels) if p.is_file()]
+        key = result_digest(f"deep.{table}", {**identity, "case": case.key, "label": case.segmentation.label},
+                            inputs, str(CACHE_VERSION))
+        out[case.key] = folder / f"{key}{suffix}"
+    return out
 
-    table: Any  # pandas DataFrame or None when nothing succeeded
-    path: Path | None
-    computed: int = 0
-    cached: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    provenance: dict[str, Any] = field(default_factory=dict)
+
+def _result(table: str, computed: int, cached: int, failures: list[dict[str, str]], frame, path,
+            provenance: dict[str, Any], tables: list[str]) -> StageResult:
+    failed = {f"{f['patient_id']}/{f['timepoint']}/{f['reader']}": f["error"] for f in failures}
+    return StageResult(f"features deep {table}", done=computed, reused=cached, failed=failed, tables=tables,
+                       outputs={"table": frame, "path": path, "provenance": provenance, "failures": failures})
 
 
-def case_input(store, case: Case, settings: ResNetSettings) -> SliceInput:
+def case_input(store: StudyStore, case: Case, settings: ResNetSettings) -> SliceInput:
     """The network input of one ROI (errors name the patient, timepoint and file)."""
     images, names = read_case_images(store, case, settings.channels)
     mask = read_case_mask(store, case)
@@ -92,28 +116,19 @@ def _load_vector(path: Path) -> dict[str, Any]:
         return {k: data[k] for k in data.files}
 
 
-def check_not_overwriting(store, table: str, parameters_sha256: str, overwrite: bool) -> None:
-    """Finished results are never replaced silently by ones computed with other parameters."""
-    if overwrite or not store.has_table(table):
-        return
-    previous = store.table_provenance(table).get("parameters_sha256")
-    if previous and previous != parameters_sha256:
-        raise InputError(f"{store.table_path(table)}: table {table!r} exists and was made with other parameters; "
-                         "pass --overwrite to replace it")
-
-
-def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha256: str | None = None,
+def extract_resnet50(store: StudyStore, *, weights: str | Path | None = None, expected_sha256: str | None = None,
                      random_weights: bool = False, settings: ResNetSettings | None = None,
                      readers: list[str] | None = None, timepoints: list[str] | None = None,
                      batch_size: int = 8, mode: str = "auto", precision: str = "auto",
-                     threads: int | None = None, gradcam: bool = False, overwrite: bool = False,
+                     threads: int | None = None, gradcam: bool = False,
                      callback: Callable[[int, int, str], None] | None = None,
-                     cancel: CancelToken | None = None) -> DeepResult:
+                     cancel: CancelToken | None = None) -> StageResult:
     """ResNet-50 features for every ROI of a study; writes ``deep_resnet50`` (+ ``_slices``).
 
     ``gradcam`` also writes a Grad-CAM map per ROI (top ImageNet class) to
     ``<study>/deep/gradcam/<patient>/<timepoint>/<reader>__resnet50.nii.gz``, aligned with the
-    DCE volume.  Returns a :class:`DeepResult`; raise only on bad arguments or weights.
+    DCE volume.  ``outputs``: ``table`` (None when no ROI succeeded), ``path``, ``provenance`` and
+    ``failures`` (rows naming patient, timepoint and reader).  Raises only on bad arguments or weights.
     """
     from .engine import FeatureEngine
     from .resnet import load_resnet50
@@ -128,15 +143,11 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
     identity = {"settings": settings.to_dict(), "weights_sha256": weights_info.get("weights_sha256"),
                 "random_weights": weights_info["random_weights"], "seed": weights_info.get("seed"),
                 "precision": precision, "cache_version": CACHE_VERSION}
-    params_sha = sha256_json(identity)
-    check_not_overwriting(store, RESNET_TABLE, params_sha, overwrite)
-    cache = store.root / "cache" / RESNET_TABLE / params_sha[:16]
-    cache.mkdir(parents=True, exist_ok=True)
+    files = case_files(store, RESNET_TABLE, cases, settings.channels, identity, ".npz")
 
     failures: list[dict[str, str]] = []
     computed = cached = 0
     pending: list[tuple[Case, SliceInput]] = []
-    files = {case.key: cache / f"{case.key}__{case_digest(store, case, settings.channels)}.npz" for case in cases}
 
     def flush() -> None:
         nonlocal computed
@@ -195,23 +206,100 @@ def extract_resnet50(store, *, weights: str | Path | None = None, expected_sha25
     if weights_info["random_weights"]:
         provenance["warning"] = "RANDOM WEIGHTS: features for testing only, not ImageNet descriptors"
     if not vectors:
-        return DeepResult(None, None, computed, cached, failures, provenance)
+        return _result(RESNET_TABLE, computed, cached, failures, None, None, provenance, [])
     import pandas as pd
 
-    table = wide_table(vectors, resnet_feature_names(), sorted({c.timepoint for c in cases}))
-    path = store.write_table(RESNET_TABLE, table, provenance)
-    store.write_table(RESNET_SLICES_TABLE, pd.DataFrame(slice_rows), provenance)
+    table = wide_from_vectors(vectors, resnet_feature_names(), sorted({c.timepoint for c in cases}))
+    paths = store.write_tables({RESNET_TABLE: table, RESNET_SLICES_TABLE: pd.DataFrame(slice_rows)}, provenance)
     store.audit("features deep resnet50", target=RESNET_TABLE,
                 details={"rois": len(slice_rows), "failures": len(failures),
                          "random_weights": weights_info["random_weights"]})
-    return DeepResult(table, path, computed, cached, failures, provenance)
+    return _result(RESNET_TABLE, computed, cached, failures, table, paths[RESNET_TABLE], provenance,
+                   [RESNET_TABLE, RESNET_SLICES_TABLE])
 
 
-def gradcam_path(store, case: Case, model_name: str = "resnet50") -> Path:
+def _load_model(model):
+    from ..segmentation import load_bundle
+
+    return load_bundle(model, device="cpu") if isinstance(model, str | Path) else model
+
+
+def extract_bottleneck(store: StudyStore, model, *, readers: list[str] | None = None,
+                       timepoints: list[str] | None = None, min_coverage: float = MIN_COVERAGE,
+                       callback: Callable[[int, int, str], None] | None = None,
+                       cancel: CancelToken | None = None) -> StageResult:
+    """Bottleneck features for every ROI of a study; writes ``deep_bottleneck``.
+
+    ``model`` is a segmentation bundle folder (``nacresponse seg train`` output) or a loaded
+    :class:`~NACResponseLib.segmentation.SegmentationModel`.  ``outputs`` as in :func:`extract_resnet50`.
+    """
+    from ..segmentation import bottleneck_feature_map, mask_on_grid
+
+    seg_model = _load_model(model)
+    cases = cohort_cases(store.cohort, readers=readers, timepoints=timepoints,
+                         channel=seg_model.preprocess.reference_channel)
+    if not cases:
+        raise InputError(f"{store.root}: no segmentation matches readers={readers} timepoints={timepoints}")
+    identity = {"model": {k: v for k, v in seg_model.identity.items() if k != "path"},
+                "min_coverage": min_coverage, "cache_version": CACHE_VERSION}
+    files = case_files(store, BOTTLENECK_TABLE, cases, seg_model.channels, identity, ".npy")
+
+    groups: dict[tuple[str, str], list[Case]] = defaultdict(list)
+    for case in cases:
+        groups[(case.patient_id, case.timepoint)].append(case)
+    failures: list[dict[str, str]] = []
+    computed = cached = 0
+    with Progress(len(cases), "deep features: bottleneck", callback=callback) as progress:
+        for (pid, tp_name), group in groups.items():
+            if cancel is not None:
+                cancel.check()
+            todo = [c for c in group if not files[c.key].is_file()]
+            cached += len(group) - len(todo)
+            if todo:
+                try:
+                    tp = store.cohort[pid].timepoint(tp_name)
+                    sources = {key: str(store.path(resolve_image(tp, key, f"{pid}/{tp_name}").path))
+                               for key in seg_model.channels}
+                    features, grid = bottleneck_feature_map(seg_model, sources, name=f"{pid}/{tp_name}")
+                except Exception as exc:  # the whole timepoint fails for every reader
+                    failures.extend(describe_failure(c, exc) for c in todo)
+                    todo = []
+            for case in todo:
+                try:
+                    coverage = mask_on_grid(read_case_mask(store, case), grid, label=case.segmentation.label)
+                    mean, peak = pool_in_mask(features, coverage, min_coverage)
+                except Exception as exc:
+                    failures.append(describe_failure(case, exc))
+                    continue
+                with atomic_path(files[case.key]) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, np.concatenate([mean, peak]).astype(np.float32))
+                computed += 1
+            progress.update(len(group), f"{pid}/{tp_name}")
+
+    vectors, done = {}, []
+    for case in cases:
+        path = files[case.key]
+        if path.is_file():
+            vectors[(case.patient_id, case.reader, case.timepoint)] = np.load(path, allow_pickle=False)
+            done.append(case)
+    provenance = collect(step="features deep bottleneck", parameters=identity, base=store.root,
+                         inputs=input_paths(store, done, seg_model.channels),
+                         extra={"model": seg_model.identity, "failures": failures, "n_rois": len(vectors)})
+    if not vectors:
+        return _result(BOTTLENECK_TABLE, computed, cached, failures, None, None, provenance, [])
+    channels = len(next(iter(vectors.values()))) // 2
+    table = wide_from_vectors(vectors, bottleneck_feature_names(channels), sorted({c.timepoint for c in cases}))
+    path = store.write_table(BOTTLENECK_TABLE, table, provenance)
+    store.audit("features deep bottleneck", target=BOTTLENECK_TABLE,
+                details={"rois": len(vectors), "failures": len(failures)})
+    return _result(BOTTLENECK_TABLE, computed, cached, failures, table, path, provenance, [BOTTLENECK_TABLE])
+
+
+def gradcam_path(store: StudyStore, case: Case, model_name: str = "resnet50") -> Path:
     return store.root / "deep" / "gradcam" / case.patient_id / case.timepoint / f"{case.reader}__{model_name}.nii.gz"
 
 
-def _write_gradcams(store, model, batch: list[tuple[Case, SliceInput]], failures: list[dict[str, str]]) -> None:
+def _write_gradcams(store: StudyStore, model, batch: list[tuple[Case, SliceInput]], failures: list[dict[str, str]]) -> None:
     from .gradcam import resnet_gradcam, write_map
 
     for case, item in batch:

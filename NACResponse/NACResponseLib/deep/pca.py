@@ -4,8 +4,9 @@
 128 components or to the fewest components explaining >= 95 % of the variance (configurable).
 The projection is learnt from the training rows only (fitting on all rows would leak the test
 cases into the model) and saved with the model as arrays (``.npz``, no pickle), so prediction
-reuses exactly the same projection.  Same maths as ``sklearn.decomposition.PCA`` (full SVD,
-centred, no whitening), with scikit-learn's estimator API.
+reuses exactly the same projection.  The decomposition is ``sklearn.decomposition.PCA`` (full
+SVD, centred, no whitening); this class adds the optional scaling, the variance-fraction rule and
+the array storage.
 """
 
 from __future__ import annotations
@@ -45,16 +46,14 @@ class DeepPCA:
             sd = centred.std(axis=0, ddof=1) if X.shape[0] > 1 else np.ones(X.shape[1])
             self.scale_ = np.where(sd > 0, sd, 1.0)
             centred = centred / self.scale_
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        # scikit-learn's sign convention (svd_flip on Vt): each component's largest |entry| is positive
-        signs = np.sign(vt[range(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
-        signs[signs == 0] = 1.0
-        vt *= signs[:, None]
-        variance = s ** 2 / max(X.shape[0] - 1, 1)
+        from sklearn.decomposition import PCA
+
+        full = PCA(svd_solver="full").fit(centred)
+        variance = full.explained_variance_
         total = variance.sum()
         ratio = variance / total if total > 0 else np.zeros_like(variance)
         k = self._n_keep(ratio)
-        self.components_ = vt[:k]
+        self.components_ = full.components_[:k]
         self.explained_variance_ = variance[:k]
         self.explained_variance_ratio_ = ratio[:k]
         self.n_components_ = k

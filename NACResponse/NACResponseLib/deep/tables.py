@@ -1,17 +1,17 @@
 """Deep-feature tables: one row per (patient_id, reader), per-timepoint blocks and deltas.
 
-Column names (issue 7 reads them):
+Column names follow :mod:`NACResponseLib.columns` (no image part: a deep feature sees several
+channels at once):
 
 * ``deep_resnet50``: ``patient_id, reader`` + ``<tp>__resnet50_0000`` .. ``<tp>__resnet50_2047``
-  + ``delta__<tpA>_<tpB>__resnet50_NNNN`` = B - A for every pair of timepoints with A before B
-  (e.g. ``delta__pre_post__resnet50_0000`` = post - pre).
+  + ``delta_abs__<tpA>_<tpB>__resnet50_NNNN`` = B - A for every pair of timepoints with A before B
+  (e.g. ``delta_abs__pre_post__resnet50_0000`` = post - pre).
 * ``deep_bottleneck``: ``patient_id, reader`` + ``<tp>__bottleneck_mean_NNN`` and
   ``<tp>__bottleneck_max_NNN`` (one per channel of the segmentation network's bottleneck) + deltas
   named the same way.
 
 A timepoint a patient lacks (or that failed) is NaN, and so are the deltas involving it.
-Readers follow the radiomics convention: a reader with one segmentation method keeps their name,
-one with several methods gets ``<reader>.<method>`` rows.
+Reader ids are those of :func:`NACResponseLib.columns.wide_reader_ids`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from itertools import combinations
 
 import numpy as np
 
+from ..columns import DELTA_ABS, delta_column, value_column
 from ..study.model import timepoint_order
 
-SEP = "__"
 ID_COLUMNS = ("patient_id", "reader")
 RESNET_TABLE = "deep_resnet50"
 RESNET_SLICES_TABLE = "deep_resnet50_slices"
@@ -38,7 +38,7 @@ def bottleneck_feature_names(channels: int) -> list[str]:
         [f"bottleneck_max_{c:03d}" for c in range(channels)]
 
 
-def wide_table(vectors: dict[tuple[str, str, str], np.ndarray], names: list[str],
+def wide_from_vectors(vectors: dict[tuple[str, str, str], np.ndarray], names: list[str],
                timepoints: list[str] | None = None):
     """``vectors[(patient_id, reader, timepoint)]`` -> the wide DataFrame described above."""
     import pandas as pd
@@ -56,13 +56,8 @@ def wide_table(vectors: dict[tuple[str, str, str], np.ndarray], names: list[str]
         blocks[tp] = block
     parts = [pd.DataFrame(rows, columns=list(ID_COLUMNS))]
     for tp in tps:
-        parts.append(pd.DataFrame(blocks[tp], columns=[f"{tp}{SEP}{f}" for f in names]))
+        parts.append(pd.DataFrame(blocks[tp], columns=[value_column(tp, f) for f in names]))
     for a, b in combinations(tps, 2):
-        parts.append(pd.DataFrame(blocks[b] - blocks[a], columns=[f"delta{SEP}{a}_{b}{SEP}{f}" for f in names]))
+        parts.append(pd.DataFrame(blocks[b] - blocks[a], columns=[delta_column(DELTA_ABS, a, b, f) for f in names]))
     return pd.concat(parts, axis=1)
 
-
-def block_columns(frame, block: str) -> list[str]:
-    """Feature columns of one block, e.g. ``pre``, ``post`` or ``delta__pre_post``."""
-    prefix = f"{block}{SEP}"
-    return [c for c in frame.columns if c.startswith(prefix) and c.count(SEP) == prefix.count(SEP)]

@@ -6,9 +6,16 @@ the pectoral muscle, and its noise estimate must come from breast tissue only.
 Rules (on a copy block-averaged to ~0.4 mm pixels, so the cost is small and pixel-size independent):
 
 1. Threshold = Otsu's threshold of the smoothed image (values above the 99.5th percentile clipped
-   so labels do not pull it up); the breast is the largest connected component above it, with
-   holes filled.  Everything else above the threshold (labels, markers) is reported as ``labels``.
-2. The chest wall is the image edge (left or right column) the breast touches most.
+   so labels do not pull it up); the breast core is the largest connected component above it.
+   Otsu's threshold lies halfway up the skin fall-off and would cut off the faint periphery, so the
+   breast is grown from that core (hysteresis) into the connected pixels above a low threshold:
+   background level + max(6 background SDs, 10 % of the step from background to Otsu's threshold)
+   (level and SD: median and 1.4826 x MAD of the pixels below Otsu's threshold); holes are filled.
+   Everything else above Otsu's threshold (labels, markers, film edges) is reported as ``labels``.
+2. The chest wall is the side (left or right) holding the breast's intensity-weighted mass: the
+   breast is thickest, and on MLO views carries the pectoral muscle, at the chest wall, so the
+   weighted centroid lies in the chest-wall half of the breast's bounding box.  Edge contact is not
+   used: padded images touch no edge, and large breasts touch both.
 3. MLO: the pectoral muscle is searched as a triangle in the top chest-wall corner bounded by a
    straight line ``c/w + r/h = 1``; the line maximising the mean intensity difference between a
    3 mm band inside and a 3 mm band outside it wins, and is kept when that difference exceeds
@@ -103,15 +110,19 @@ def segment_breast(image: np.ndarray, spacing_mm: float, *, view: str | None = N
         raise InputError(f"{name}: no breast tissue found (nothing above the background threshold {t:g})")
     sizes = np.bincount(lab.ravel())
     sizes[0] = 0
-    keep = int(np.argmax(sizes))
-    breast = ndi.binary_fill_holes(lab == keep)
-    breast = ndi.binary_opening(breast, iterations=1) | (ndi.binary_erosion(breast, iterations=1) & breast)
+    core = lab == int(np.argmax(sizes))
+    below = small[~above]
+    bg = float(np.median(below))
+    bg_sd = 1.4826 * float(np.median(np.abs(below - bg)))
+    t_low = bg + max(6.0 * bg_sd, 0.1 * (t - bg))
+    grown, _ = ndi.label(small > t_low)
+    breast = ndi.binary_fill_holes(np.isin(grown, np.unique(grown[core])) & (grown > 0))
+    breast = ndi.binary_opening(breast, iterations=1)
     labels_small = above & ~breast
     area = float(breast.sum()) * ws * ws
     if area < min_area_mm2:
         raise InputError(f"{name}: empty breast (breast region {area:.0f} mm^2 < {min_area_mm2:g} mm^2)")
-    left, right = int(breast[:, 0].sum()), int(breast[:, -1].sum())
-    chest_wall = "left" if left >= right else "right"
+    chest_wall = chest_wall_side(small, breast, bg)
 
     pectoral_small = np.zeros_like(breast)
     line = None
@@ -128,6 +139,16 @@ def segment_breast(image: np.ndarray, spacing_mm: float, *, view: str | None = N
         pectoral_line=line,
     )
     return region
+
+
+def chest_wall_side(image: np.ndarray, breast: np.ndarray, background: float = 0.0) -> str:
+    """``"left"`` or ``"right"``: the half of the breast's bounding box holding more of its
+    intensity-weighted mass (module docstring, rule 2)."""
+    cols = np.flatnonzero(breast.any(axis=0))
+    weight = (np.where(breast, np.maximum(image - background, 0.0), 0.0)).sum(axis=0, dtype=np.float64)
+    centre = 0.5 * (cols[0] + cols[-1])
+    centroid = float((weight * np.arange(weight.size)).sum() / max(weight.sum(), 1e-12))
+    return "left" if centroid <= centre else "right"
 
 
 def _find_pectoral(small: np.ndarray, breast: np.ndarray, ws: float, chest_wall: str):

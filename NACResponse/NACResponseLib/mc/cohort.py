@@ -21,6 +21,7 @@ points) are JSON files ``mc_edits/<patient>/<timepoint>/<image>.json`` in the st
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,14 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from ..errors import CancelledError, InputError, NACError
-from ..progress import Progress
+from ..errors import InputError, NACError
 from ..provenance import collect, sha256_json
+from ..stage import StageResult
+from ..study.store import StudyStore
 from .clusters import ClusterParams
 from .detect import DetectorParams, check_mammogram_array, detect_microcalcifications
 from .editing import load_edits, recompute, validate_edits
-from .longitudinal import RESMIN_RULE, compare_image, resmin_flag, resmin_statement, summarise
+from .longitudinal import MAX_MATCH_MM, RESMIN_RULE, compare_image, resmin_flag, resmin_statement, summarise
 
 MG_ROLES = ("mg_cc", "mg_mlo")
 ID_COLUMNS = ["patient_id", "timepoint", "image", "view", "laterality"]
@@ -113,7 +115,7 @@ def physical_xy(x_mm: np.ndarray, y_mm: np.ndarray, spacing: float, info: dict) 
     return px, py
 
 
-def mammograms(store, timepoints: list[str] | None = None) -> list[tuple[str, str, Any]]:
+def mammograms(store: StudyStore, timepoints: list[str] | None = None) -> list[tuple[str, str, Any]]:
     """``(patient_id, timepoint, Image)`` for every mammogram of the study."""
     out = []
     for patient in store.cohort:
@@ -130,73 +132,125 @@ def _view(img) -> str:
     return "CC" if img.role == "mg_cc" else "MLO"
 
 
-def detect_study(store, *, params: DetectorParams | None = None, spacing_mm: float | None = None,
-                 timepoints: list[str] | None = None, force: bool = False, progress_mode: str | None = None,
-                 callback=None, cancel=None) -> dict:
-    """Detect MCs on every mammogram not yet done (all with ``force``); per-image failures are recorded
-    in ``mc_images`` and the run goes on.  Returns ``{"done", "skipped", "failed": {case: error}}``."""
+DETECT_STAGE = "mc_detect"
+DETECT_FUNCTION = "NACResponseLib.mc.cohort:detect_image"
+#: Bump when the per-image record of :func:`detect_image` changes: every image is then redone.
+DETECT_VERSION = "1"
+DETECT_TABLES = ("mc_images", "mc_detections")
+EXTENT_TABLES = ("mc_mcs", "mc_clusters")
+IMAGE_KEYS = ["patient_id", "timepoint", "image"]
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def detect_image(path: str, params: dict, spacing_mm: float | None = None,
+                 manifest_spacing_mm: float | None = None, view: str = "CC") -> dict[str, Any]:
+    """One mammogram's detections as a JSON record (a runner task: cached by inputs and parameters)."""
+    p = DetectorParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    arr, s, info = load_mammogram(path, spacing_mm=spacing_mm, manifest_spacing_mm=manifest_spacing_mm)
+    res = detect_microcalcifications(arr, s, view=view, params=p, name=str(path))
+    det = res.detections
+    det["x_phys_mm"], det["y_phys_mm"] = physical_xy(det["x_mm"], det["y_mm"], s, info)
+    image = {"spacing_mm": float(s), "spacing_source": info["spacing_source"], "rows": int(arr.shape[0]),
+             "cols": int(arr.shape[1]), "breast_area_mm2": float(res.breast.area_mm2),
+             "chest_wall": res.breast.chest_wall, "pectoral_found": bool(res.breast.pectoral.any()),
+             "n_candidates": int(len(det)), "n_kept": int(det["kept"].sum())}
+    return {"image": image, "columns": [str(c) for c in det.columns],
+            "detections": [[_plain(v) for v in det[c].tolist()] for c in det.columns]}
+
+
+def _detect_tasks(store: StudyStore, items, params: dict, spacing_mm: float | None):
+    from ..runner import Task
+
+    tasks = []
+    for pid, tp, img in items:
+        path = store.path(img.path)
+        ids = {"patient_id": pid, "timepoint": tp, "image": img.key, "view": _view(img),
+               "laterality": img.laterality or ""}
+        kwargs = {"path": str(path), "params": params, "spacing_mm": spacing_mm,
+                  "manifest_spacing_mm": img.pixel_spacing_mm, "view": ids["view"]}
+        tasks.append(Task(key=f"{pid}/{tp}/{img.key}", function=DETECT_FUNCTION, kwargs=kwargs,
+                          inputs=(str(path),) if path.is_file() else (),
+                          identity={**kwargs, "path": img.path}, version=DETECT_VERSION, meta=ids))
+    return tasks
+
+
+def detect_study(store: StudyStore, *, params: DetectorParams | None = None, spacing_mm: float | None = None,
+                 timepoints: list[str] | None = None, force: bool = False, mode: str | None = "serial",
+                 jobs: int | None = None, progress_mode: str | None = None, callback=None,
+                 cancel=None) -> StageResult:
+    """Detect MCs on the study's mammograms; writes ``mc_images`` and ``mc_detections`` as one unit.
+
+    Each image's result is keyed by its file contents and the detector parameters (runner
+    records under ``work/mc_detect``): a changed parameter or a replaced mammogram is redone, an
+    unchanged rerun reuses it, and ``force`` redoes every image.  Per-image failures are listed
+    in ``mc_images`` (status) and the result; the run goes on.  A run over some timepoints keeps
+    the stored rows of the others (refused when those were detected with other parameters).
+    """
+    from ..runner import discard_records, run_tasks
+
     p = params or DetectorParams()
     items = mammograms(store, timepoints)
     if not items:
         raise InputError(f"{store.root}: the study has no mammograms (roles {MG_ROLES})")
-    old_img = store.read_table("mc_images") if store.has_table("mc_images") and not force else None
-    old_det = store.read_table("mc_detections") if old_img is not None and store.has_table("mc_detections") else None
-    done_keys = set()
-    if old_img is not None:
-        ok = old_img[old_img["status"] == "ok"]
-        done_keys = set(zip(ok["patient_id"], ok["timepoint"], ok["image"], strict=True))
-        old_img = ok
-        if old_det is not None:
-            keep = [k in done_keys for k in zip(old_det["patient_id"], old_det["timepoint"], old_det["image"],
-                                                strict=True)]
-            old_det = old_det[keep]
-    img_rows, det_frames, failed, paths = [], [], {}, []
-    todo = [it for it in items if (it[0], it[1], it[2].key) not in done_keys]
-    with Progress(len(todo), "mc detect", mode=progress_mode, callback=callback) as prog:
-        for pid, tp, img in todo:
-            if cancel is not None:
-                cancel.check()
-            case = f"{pid}/{tp}/{img.key}"
-            ids = {"patient_id": pid, "timepoint": tp, "image": img.key, "view": _view(img),
-                   "laterality": img.laterality or ""}
-            try:
-                path = store.path(img.path)
-                arr, s, info = load_mammogram(path, spacing_mm=spacing_mm, manifest_spacing_mm=img.pixel_spacing_mm)
-                res = detect_microcalcifications(arr, s, view=ids["view"], params=p, name=str(path))
-                det = res.detections
-                det["x_phys_mm"], det["y_phys_mm"] = physical_xy(det["x_mm"], det["y_mm"], s, info)
-                for k, v in reversed(list(ids.items())):
-                    det.insert(0, k, v)
-                det_frames.append(det)
-                paths.append(path)
-                img_rows.append({**ids, "spacing_mm": s, "spacing_source": info["spacing_source"],
-                                 "rows": arr.shape[0], "cols": arr.shape[1],
-                                 "breast_area_mm2": res.breast.area_mm2, "chest_wall": res.breast.chest_wall,
-                                 "pectoral_found": bool(res.breast.pectoral.any()),
-                                 "n_candidates": len(det), "n_kept": int(det["kept"].sum()), "status": "ok"})
-            except CancelledError:
-                raise
-            except (NACError, OSError, ValueError) as exc:
-                failed[case] = str(exc)
-                img_rows.append({**ids, "status": f"failed: {exc}"})
-            prog.update(1, case)
-    images = pd.concat([x for x in (old_img, pd.DataFrame(img_rows)) if x is not None and len(x)], ignore_index=True) \
-        if (img_rows or old_img is not None) else pd.DataFrame()
-    frames = [x for x in [old_det, *det_frames] if x is not None and len(x)]
-    dets = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ID_COLUMNS)
-    if todo:
-        prov = collect(step="mc.detect", parameters={**p.to_dict(), "spacing_mm": spacing_mm}, inputs=paths,
-                       base=store.root)
-        store.write_table("mc_images", images, prov)
-        store.write_table("mc_detections", dets, prov)
-    return {"done": len(todo) - len(failed), "skipped": len(items) - len(todo), "failed": failed}
+    parameters = {**p.to_dict(), "spacing_mm": spacing_mm}
+    params_sha = sha256_json(parameters)
+    tasks = _detect_tasks(store, items, json.loads(json.dumps(p.to_dict())), spacing_mm)
+    work = store.work_dir(DETECT_STAGE)
+    if force:
+        discard_records(work, [t.digest() for t in tasks])
+    summary = run_tasks(tasks, work, mode=mode, jobs=jobs, stage="mc detect", progress=callback,
+                        progress_mode=progress_mode, cancel=cancel)
+    img_rows, det_frames = [], []
+    for t in tasks:
+        ids, digest = t.meta, summary.digests[t.key]
+        if t.key in summary.results:
+            rec = summary.results[t.key]
+            img_rows.append({**ids, **rec["image"], "status": "ok", "digest": digest, "params_sha256": params_sha})
+            det = pd.DataFrame(dict(zip(rec["columns"], rec["detections"])), columns=rec["columns"])
+            for k, v in reversed(list(ids.items())):
+                det.insert(0, k, v)
+            det_frames.append(det)
+        else:
+            img_rows.append({**ids, "status": f"failed: {summary.failures[t.key]}", "digest": digest,
+                             "params_sha256": params_sha})
+    images = pd.DataFrame(img_rows)
+    dets = pd.concat(det_frames, ignore_index=True) if det_frames else pd.DataFrame(columns=ID_COLUMNS)
+    if timepoints and store.has_table("mc_images"):
+        images, dets = _merge_detections(store, images, dets, params_sha)
+    fingerprint = sha256_json(sorted(zip(images["patient_id"], images["timepoint"], images["image"],
+                                         images["digest"], images["status"])))
+    reused_tables = store.together(DETECT_TABLES) and \
+        store.table_provenance("mc_images").get("fingerprint") == fingerprint
+    if not reused_tables:
+        prov = collect(step="mc.detect", parameters=parameters, base=store.root,
+                       inputs=[store.path(img.path) for _, _, img in items if store.path(img.path).is_file()],
+                       extra={"fingerprint": fingerprint, "summary": summary.as_dict()})
+        store.write_tables({"mc_images": images, "mc_detections": dets}, prov)
+    return StageResult.from_summary("mc detect", summary, tables=[] if reused_tables else list(DETECT_TABLES))
 
 
-def edits_path(store, patient_id: str, timepoint: str, image: str) -> Path:
+def _merge_detections(store: StudyStore, images, dets, params_sha: str):
+    """Keep the stored rows of the mammograms this run did not plan (other timepoints)."""
+    store.check_together(DETECT_TABLES, "mc detect")
+    old = store.read_table("mc_images")
+    planned = set(images[IMAGE_KEYS].astype(str).itertuples(index=False, name=None))
+    others = old[[k not in planned for k in old[IMAGE_KEYS].astype(str).itertuples(index=False, name=None)]]
+    stale = sorted(set(others.get("params_sha256", pd.Series([None] * len(others)))) - {params_sha})
+    if stale:
+        raise InputError(f"{store.table_path('mc_images')}: the other timepoints were detected with other parameters "
+                         "(or by an older version); rerun mc detect over all timepoints")
+    return (store.merged("mc_images", images, IMAGE_KEYS, planned),
+            store.merged("mc_detections", dets, IMAGE_KEYS, planned))
+
+
+def edits_path(store: StudyStore, patient_id: str, timepoint: str, image: str) -> Path:
     return store.path(f"mc_edits/{patient_id}/{timepoint}/{image}.json")
 
 
-def save_edits(store, patient_id: str, timepoint: str, image: str, edits: dict, *, actor: str | None = None) -> Path:
+def save_edits(store: StudyStore, patient_id: str, timepoint: str, image: str, edits: dict, *, actor: str | None = None) -> Path:
     """Store a user's corrected point list for one mammogram (validated, atomic, audited)."""
     import json
 
@@ -208,12 +262,14 @@ def save_edits(store, patient_id: str, timepoint: str, image: str, edits: dict, 
     return path
 
 
-def extent_study(store, *, params: ClusterParams | None = None, force: bool = False) -> dict:
-    """Apply user edits and cluster every mammogram's MCs; writes ``mc_mcs`` and ``mc_clusters``.
+def extent_study(store: StudyStore, *, params: ClusterParams | None = None, force: bool = False) -> StageResult:
+    """Apply user edits and cluster every mammogram's MCs; writes ``mc_mcs`` and ``mc_clusters`` as one unit.
 
-    Skipped when the detections, the edits and the parameters are unchanged since the last run.
+    Reused when the detections, the edits and the parameters are unchanged since the last run.
+    ``outputs``: ``clusters`` (count) and ``unmatched_removals`` (removal points that matched no MC).
     """
     p = params or ClusterParams()
+    store.check_together(DETECT_TABLES, "mc detect")
     dets = store.read_table("mc_detections")
     images = store.read_table("mc_images")
     images = images[images["status"] == "ok"]
@@ -223,12 +279,12 @@ def extent_study(store, *, params: ClusterParams | None = None, force: bool = Fa
         if path.is_file():
             edits[(row.patient_id, row.timepoint, row.image)] = load_edits(path)
             edit_files.append(path)
-    signature = sha256_json({"detections": store.table_provenance("mc_detections").get("created"),
-                             "n": len(dets), "edits": {"/".join(k): v for k, v in edits.items()},
-                             "params": p.to_dict()})
-    if not force and store.has_table("mc_clusters") and \
+    signature = sha256_json({"detections": store.table_provenance("mc_detections").get("unit"),
+                             "edits": {"/".join(k): v for k, v in edits.items()}, "params": p.to_dict()})
+    if not force and store.together(EXTENT_TABLES) and \
             store.table_provenance("mc_clusters").get("signature") == signature:
-        return {"skipped": True, "clusters": len(store.read_table("mc_clusters")), "unmatched_removals": {}}
+        return StageResult("mc extent", reused=len(images),
+                           outputs={"clusters": len(store.read_table("mc_clusters")), "unmatched_removals": {}})
     mc_frames, cl_frames, unmatched = [], [], {}
     for row in images.itertuples():
         key = (row.patient_id, row.timepoint, row.image)
@@ -248,9 +304,9 @@ def extent_study(store, *, params: ClusterParams | None = None, force: bool = Fa
     cl_all = pd.concat(cl_frames, ignore_index=True) if cl_frames else pd.DataFrame(columns=ID_COLUMNS)
     prov = collect(step="mc.extent", parameters=p.to_dict(), inputs=edit_files, base=store.root,
                    extra={"signature": signature, "unmatched_removals": unmatched})
-    store.write_table("mc_mcs", mcs_all, prov)
-    store.write_table("mc_clusters", cl_all, prov)
-    return {"skipped": False, "clusters": len(cl_all), "unmatched_removals": unmatched}
+    store.write_tables({"mc_mcs": mcs_all, "mc_clusters": cl_all}, prov)
+    return StageResult("mc extent", done=len(images), tables=list(EXTENT_TABLES),
+                       outputs={"clusters": len(cl_all), "unmatched_removals": unmatched})
 
 
 def _select(frame: pd.DataFrame, key: tuple[str, str, str], timepoint: str) -> pd.DataFrame:
@@ -259,9 +315,9 @@ def _select(frame: pd.DataFrame, key: tuple[str, str, str], timepoint: str) -> p
                  & (frame["timepoint"] == timepoint)]
 
 
-def tumour_recist(store, patient_id: str, pre: str = "pre", post: str = "post", *, reader: str | None = None,
+def tumour_recist(store: StudyStore, patient_id: str, pre: str = "pre", post: str = "post", *, reader: str | None = None,
                   method: str | None = None) -> tuple[str | None, str]:
-    """RECIST category of the tumour from segmentations (issue 5's measurements); ``(category, source)``.
+    """RECIST category of the tumour from the segmentation measurements (segmentation.measurements); ``(category, source)``.
 
     Uses the given reader/method, else the first available of methods reference, consensus, manual
     (readers in alphabetical order) present at both timepoints.
@@ -295,13 +351,15 @@ def tumour_recist(store, patient_id: str, pre: str = "pre", post: str = "post", 
         return None, f"unavailable: {exc}"
 
 
-def compare_study(store, *, pre: str = "pre", post: str = "post", recist: dict[str, str] | None = None,
-                  reader: str | None = None, method: str | None = None, max_match_mm: float = 20.0,
+def compare_study(store: StudyStore, *, pre: str = "pre", post: str = "post", recist: dict[str, str] | None = None,
+                  reader: str | None = None, method: str | None = None, max_match_mm: float = MAX_MATCH_MM,
                   follow_margin_mm: float = 5.0) -> dict:
     """Pre/post comparison per patient and laterality; writes ``mc_longitudinal`` and ``mc_resmin``.
 
     ``recist``: optional ``{patient_id: "CR"|"PR"|"SD"|"PD"}`` given by the user (wins over the
-    segmentation-based category)."""
+    segmentation-based category).  ``outputs``: ``resmin`` (the table), ``patients``, ``flagged``."""
+    store.check_together(DETECT_TABLES, "mc detect")
+    store.check_together(EXTENT_TABLES, "mc extent")
     mcs = store.read_table("mc_mcs")
     clusters = store.read_table("mc_clusters")
     images = store.read_table("mc_images")
@@ -340,7 +398,27 @@ def compare_study(store, *, pre: str = "pre", post: str = "post", recist: dict[s
     prov = collect(step="mc.compare", parameters={"pre": pre, "post": post, "reader": reader, "method": method,
                                                   "max_match_mm": max_match_mm, "follow_margin_mm": follow_margin_mm,
                                                   "rule": RESMIN_RULE, "user_recist": recist or {}})
-    store.write_table("mc_longitudinal", longitudinal, prov)
-    store.write_table("mc_resmin", resmin, prov)
-    return {"patients": len(resmin), "flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0,
-            "resmin": resmin}
+    store.write_tables({"mc_longitudinal": longitudinal, "mc_resmin": resmin}, prov)
+    return StageResult("mc compare", done=len(resmin), tables=["mc_longitudinal", "mc_resmin"],
+                       outputs={"patients": len(resmin), "resmin": resmin,
+                                "flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0})
+
+
+def resmin_panels(store: StudyStore, row, mcs: pd.DataFrame, clusters: pd.DataFrame, *, pre: str = "pre",
+                  post: str = "post") -> list[dict]:
+    """The pre and post panels of ``overlays.render_overlay`` for one ``mc_resmin`` row, on the view
+    holding its largest residual cluster; [] when either mammogram is missing."""
+    view = getattr(row, "residual_view", None) or "CC"
+    key = f"mg_{str(view).lower()}_{row.laterality}"
+    patient = store.cohort[row.patient_id]
+    panels = []
+    for tp in (pre, post):
+        if tp not in patient.timepoints or not patient.timepoints[tp].has_image(key):
+            return []
+        img = patient.timepoints[tp].image(key)
+        arr, spacing, _ = load_mammogram(store.path(img.path), manifest_spacing_mm=img.pixel_spacing_mm)
+        sel = (mcs["patient_id"] == row.patient_id) & (mcs["timepoint"] == tp) & (mcs["image"] == key)
+        csel = (clusters["patient_id"] == row.patient_id) & (clusters["timepoint"] == tp) & (clusters["image"] == key)
+        panels.append({"image": arr, "spacing_mm": spacing, "mcs": mcs[sel], "clusters": clusters[csel],
+                       "title": f"{tp}: {int(csel.sum())} cluster(s)", "key": key, "path": img.path})
+    return panels

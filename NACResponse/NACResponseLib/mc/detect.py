@@ -17,12 +17,17 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
    G_k - G_{k+1} bands).
 3. Noise of each DoG_k: 1.4826 x median |DoG_k| over breast pixels in ``noise_block_mm`` blocks
    (robust to the MCs themselves), smoothed across blocks; Z_k = DoG_k / noise_k; Z = max_k Z_k.
-4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.
+4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.  One
+   seed per blob: seeds of one object closer than ``max_diameter_mm`` whose contrast does not dip
+   below ``merge_saddle`` x the weaker one's between them are merged into the strongest (noise
+   splits one coarse-pixel blob among several maxima, and each would get a share of its area).
 5. Per seed, its object = connected component of Z > ``seg_threshold``.  Local contrast
    C = G_0 - B (image units); size = area where C >= half the object's peak C (FWHM area,
-   divided among the seeds sharing the object), equivalent diameter; shape = second moments of that
+   divided among the blobs sharing the object), equivalent diameter; shape = second moments of that
    area (length = 4 sqrt(major eigenvalue), elongation = sqrt(major/minor)).
    ``cnr`` = peak C / per-pixel noise (robust std of the image minus its 4-neighbour mean / sqrt(1.25)).
+   ``background`` = B at the seed; ``line_score`` (:func:`_line_score`): how strongly the seed lies
+   on a long line.
 
 Exclusion rules implemented (rejected detections are kept in the table with ``kept=False`` and a
 ``reason``):
@@ -36,8 +41,12 @@ Exclusion rules implemented (rejected detections are kept in the table with ``ke
   also any object longer than ``linear_length_mm`` that is not elongated (open rims, arcs: an MC's
   half-maximum region is never that long);
 - ``linear``: the object is longer than ``linear_length_mm`` with elongation > ``max_elongation``
-  (vascular tracks, fibres, the pectoral edge);
-- ``small``: FWHM diameter < ``min_diameter_mm`` (single-pixel noise spikes at fine pixel sizes).
+  (vascular tracks, fibres, the pectoral edge), or ``line_score`` > ``line_threshold`` (the seed is
+  on a long line: also scanner lines broken into fragments each shorter than ``linear_length_mm``);
+- ``small``: FWHM diameter < ``min_diameter_mm`` (single-pixel noise spikes at fine pixel sizes;
+  a detected spot is at least one pixel, so this fires only at pixels finer than ~0.09 mm);
+- ``classifier``: with ``classifier`` set, the learned probability (:mod:`.classifier`) is below the
+  model's threshold.
 
 Tram-track (paired parallel) vascular calcifications made of separate round dots and
 lucent-centred (benign) calcifications smaller than 1 mm are *not* excluded.
@@ -50,13 +59,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from .breast import BreastRegion, segment_breast
 
 DETECTION_COLUMNS = [
     "x_mm", "y_mm", "row", "col", "score", "scale_mm", "diameter_mm", "area_mm2", "contrast",
-    "noise", "cnr", "length_mm", "elongation", "kept", "reason", "source",
+    "noise", "cnr", "length_mm", "elongation", "background", "line_score", "kept", "reason", "source",
 ]
 
 
@@ -70,13 +82,19 @@ class DetectorParams:
     seg_threshold: float = 2.5
     nms_radius_mm: float = 0.25
     noise_block_mm: float = 5.0
-    skin_margin_mm: float = 1.0
+    skin_margin_mm: float = 1.5  # the breast mask reaches the skin line, whose edge the band-pass sees
     min_diameter_mm: float = 0.1
     max_diameter_mm: float = 1.0
     linear_length_mm: float = 1.5
     max_elongation: float = 2.5
     large_min_diameter_mm: float = 1.2
     large_margin_mm: float = 0.5
+    merge_saddle: float = 0.6
+    line_inner_mm: float = 1.0
+    line_outer_mm: float = 5.0
+    line_threshold: float = 1.0
+    classifier: str = ""  # folder of a saved candidate classifier (:mod:`.classifier`); "" = none
+    classifier_sha256: str = ""  # its expected SHA-256, checked on load
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +115,8 @@ class DetectionResult:
 
 def empty_detections() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(DETECTION_COLUMNS, [
-        float, float, int, int, float, float, float, float, float, float, float, float, float, bool, str, str,
+        float, float, int, int, float, float, float, float, float, float, float, float, float, float, float,
+        bool, str, str,
     ], strict=True)})
 
 
@@ -226,6 +245,69 @@ def _moments_shape(rr: np.ndarray, cc: np.ndarray, labels: np.ndarray, n: int, s
     return 4 * np.sqrt(lam1) * s, np.sqrt(lam1 / lam2)
 
 
+def _merge_seeds(sr: np.ndarray, sc: np.ndarray, zmax: np.ndarray, contrast: np.ndarray, obj_lab: np.ndarray,
+                 s: float, p: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
+    """One seed per blob: seeds of one object less than ``max_diameter_mm`` apart whose contrast
+    never dips below ``merge_saddle`` x the weaker one's on the segment between them are one spot
+    (noise makes several maxima on one coarse-pixel blob); the strongest seed of each group stays."""
+    n = sr.size
+    if n < 2:
+        return sr, sc
+    pairs = cKDTree(np.c_[sr, sc] * s).query_pairs(p.max_diameter_mm, output_type="ndarray")
+    if len(pairs) == 0:
+        return sr, sc
+    pairs = pairs[obj_lab[sr[pairs[:, 0]], sc[pairs[:, 0]]] == obj_lab[sr[pairs[:, 1]], sc[pairs[:, 1]]]]
+    if len(pairs) == 0:
+        return sr, sc
+    t = np.linspace(0.0, 1.0, 11)[None, :]
+    a, b = pairs[:, 0], pairs[:, 1]
+    rr = sr[a, None] + (sr[b] - sr[a])[:, None] * t
+    cc = sc[a, None] + (sc[b] - sc[a])[:, None] * t
+    along = ndi.map_coordinates(contrast, [rr.ravel(), cc.ravel()], order=1).reshape(rr.shape)
+    weaker = np.minimum(contrast[sr[a], sc[a]], contrast[sr[b], sc[b]])
+    same = pairs[along.min(axis=1) >= p.merge_saddle * weaker]
+    if len(same) == 0:
+        return sr, sc
+    graph = coo_matrix((np.ones(len(same)), (same[:, 0], same[:, 1])), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    order = np.lexsort((-zmax[sr, sc], group))  # per group, strongest first
+    first = order[np.r_[True, np.diff(group[order]) != 0]]
+    first.sort()
+    return sr[first], sc[first]
+
+
+def _line_score(zline: np.ndarray, inside: np.ndarray, sr: np.ndarray, sc: np.ndarray, s: float,
+                p: DetectorParams) -> np.ndarray:
+    """Per seed: over 8 directions, the largest min(mean response on the two arms from
+    ``line_inner_mm`` to ``line_outer_mm`` on either side).  A spot on a long line (vessel, a
+    scanner line broken into short fragments) scores high, an MC on background about 0 (on the
+    phantoms at most 0.7 for MCs of clusters of up to 12; a dense chain of MCs along a duct can
+    reach the threshold).  Arm samples outside the breast are ignored; an arm with fewer than half
+    of them inside (at the skin line, the chest wall, the pectoral edge) is left out, so the other
+    arm decides alone."""
+    theta = np.arange(8) * np.pi / 8
+    d = np.arange(p.line_inner_mm, p.line_outer_mm + 1e-9, max(s, 0.1)) / s
+    dr = np.sin(theta)[:, None] * d[None, :]  # (8, n_d)
+    dc = np.cos(theta)[:, None] * d[None, :]
+    best = np.zeros(sr.size, dtype=np.float32)
+    inside_f = inside.astype(np.float32)
+    for chunk in range(0, sr.size, 2048):
+        r = sr[chunk:chunk + 2048, None, None].astype(np.float32)
+        c = sc[chunk:chunk + 2048, None, None].astype(np.float32)
+        arms = []
+        for sign in (1.0, -1.0):
+            rr, cc = (r + sign * dr[None]).ravel(), (c + sign * dc[None]).ravel()
+            val = ndi.map_coordinates(zline, [rr, cc], order=1, mode="constant", cval=0.0).reshape(-1, *dr.shape)
+            ok = ndi.map_coordinates(inside_f, [rr, cc], order=0, mode="constant",
+                                     cval=0.0).reshape(val.shape) > 0.5
+            n_ok = ok.sum(axis=2)
+            mean = np.where(ok, val, 0.0).sum(axis=2) / np.maximum(n_ok, 1)
+            arms.append(np.where(n_ok >= 0.5 * d.size, mean, np.inf))
+        both = np.minimum(arms[0], arms[1])
+        best[chunk:chunk + 2048] = np.where(np.isfinite(both), both, 0.0).max(axis=1)
+    return best
+
+
 def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | None = None,
                                breast: BreastRegion | None = None, params: DetectorParams | None = None,
                                name: str = "image") -> DetectionResult:
@@ -266,7 +348,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     g_bg -= ndi.gaussian_filter(sub, np.sqrt(2.0) * p.background_mm / s, truncate=3.0)
     zmax = np.full(sub.shape, -np.inf, dtype=np.float32)
     kbest = np.zeros(sub.shape, dtype=np.int8)
-    contrast = None
+    contrast = zline = None
     for k, sigma in enumerate(p.sigmas_mm):
         dog = ndi.gaussian_filter(sub, sigma / s, truncate=3.0)
         dog -= g_bg
@@ -274,10 +356,12 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
             contrast = dog.copy()  # G(sigma_0) - G(background): local contrast in image units
         noise = _tile_to_pixels(_block_robust_std(dog, inside, block), block, dog.shape)
         dog /= noise
+        if k == min(1, len(p.sigmas_mm) - 1):
+            zline = dog.copy()  # a fine scale, noise-normalised: what the line rule samples
         better = dog > zmax
         zmax = np.where(better, dog, zmax)
         kbest[better] = k
-    del g_bg, dog
+    del dog
 
     nms = max(3, 2 * int(round(p.nms_radius_mm / s)) + 1)
     seeds = (zmax >= ndi.maximum_filter(zmax, size=nms)) & (zmax > p.threshold) & seed_zone
@@ -289,6 +373,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     obj_mask = zmax > p.seg_threshold
     large_mask = _large_objects(obj_mask, s, p)
     obj_lab, _ = ndi.label(obj_mask)
+    sr, sc = _merge_seeds(sr, sc, zmax, contrast, obj_lab, s, p)
     seed_obj = obj_lab[sr, sc]
     objs, seeds_per_obj = np.unique(seed_obj, return_counts=True)
     # Sparse per-object statistics: only the pixels of objects that hold a seed.
@@ -313,11 +398,14 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     grid = pixel_noise_grid(sub, inside, block)
     pix_noise = grid[np.minimum(sr // block, grid.shape[0] - 1), np.minimum(sc // block, grid.shape[1] - 1)]
     seed_contrast = contrast[sr, sc]
+    local_bg = g_bg[sr, sc]
+    del g_bg
+    line = _line_score(zline, inside, sr, sc, s, p)
 
     reason = np.full(sr.size, "", dtype=object)
     reason[diameter < p.min_diameter_mm] = "small"
     long_obj = length[pos] > p.linear_length_mm
-    reason[long_obj & (elong[pos] > p.max_elongation)] = "linear"
+    reason[(long_obj & (elong[pos] > p.max_elongation)) | (line > p.line_threshold)] = "linear"
     reason[long_obj & (elong[pos] <= p.max_elongation)] = "coarse_or_rim"  # open rims, arcs, big blobs
     reason[diameter > p.max_diameter_mm] = "large"
     reason[large_mask[sr, sc]] = "coarse_or_rim"
@@ -337,10 +425,16 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
         "cnr": (seed_contrast / np.maximum(pix_noise, 1e-6)).astype(float),
         "length_mm": length[pos],
         "elongation": elong[pos],
+        "background": local_bg.astype(float),
+        "line_score": line.astype(float),
         "kept": reason == "",
         "reason": reason.astype(str),
         "source": "detector",
     })
+    if p.classifier:
+        from .classifier import load_classifier
+
+        det = load_classifier(p.classifier, p.classifier_sha256).apply(det)
     result.detections = det.sort_values("score", ascending=False).reset_index(drop=True)
     return result
 

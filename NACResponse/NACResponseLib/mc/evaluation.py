@@ -79,12 +79,6 @@ def sensitivity_at(curve: pd.DataFrame, fp_per_image: float) -> float:
     return float(ok["sensitivity"].max()) if len(ok) else 0.0
 
 
-def threshold_at(curve: pd.DataFrame, fp_per_image: float) -> float:
-    """Lowest score threshold with at most ``fp_per_image`` false positives per image."""
-    ok = curve[curve["fp_per_image"] <= fp_per_image]
-    return float(ok["threshold"].min()) if len(ok) else float("inf")
-
-
 def true_extent_mm(truth: Sequence[dict], cluster: int) -> float:
     """Maximum pairwise distance of the true MCs of one cluster (its true Feret extent)."""
     xy = np.array([[t["x_mm"], t["y_mm"]] for t in truth if t["cluster"] == cluster]).reshape(-1, 2)
@@ -113,3 +107,33 @@ def extent_errors(clusters: pd.DataFrame, truth: Sequence[dict], max_centre_dist
                      "cluster_id": None if best is None else int(best["cluster_id"]),
                      "extent_mm": measured, "error_mm": measured - true_ext})
     return pd.DataFrame(rows)
+
+
+def cluster_hits(mcs: pd.DataFrame, truth: Sequence[dict], tol_mm: float = 0.5, min_hits: int = 2) -> dict:
+    """Cluster-level scoring of one image: a detected cluster (``cluster_id >= 0`` in ``mcs``) is true
+    when at least ``min_hits`` of its MCs lie within ``max(tol_mm, diameter)`` of MCs of one true
+    cluster; a true cluster is found when some detected cluster is true for it.
+
+    Returns ``{"n_true": true clusters, "found": of them found, "false": detected clusters that are
+    true for none}``.
+    """
+    true_ids = sorted({t["cluster"] for t in truth})
+    txy = np.array([[t["x_mm"], t["y_mm"]] for t in truth]).reshape(-1, 2)
+    tcl = np.array([t["cluster"] for t in truth])
+    trad = np.array([max(tol_mm, t.get("diameter_mm", 0.0)) for t in truth])
+    found: set = set()
+    false = 0
+    ids = mcs.loc[mcs["cluster_id"] >= 0, "cluster_id"].unique() if len(mcs) else []
+    for k in ids:
+        xy = mcs.loc[mcs["cluster_id"] == k, ["x_mm", "y_mm"]].to_numpy(float)
+        hit = set()
+        if len(txy):
+            d = np.hypot(xy[:, None, 0] - txy[None, :, 0], xy[:, None, 1] - txy[None, :, 1])
+            near = d <= trad[None, :]
+            # each detected MC votes for the true cluster of its nearest true MC within reach
+            votes = [tcl[np.flatnonzero(row)[np.argmin(drow[row])]] for row, drow in zip(near, d) if row.any()]
+            ids_, counts = np.unique(votes, return_counts=True) if votes else ([], [])
+            hit = {int(c) for c, n in zip(ids_, counts) if n >= min_hits}
+        found |= hit
+        false += not hit
+    return {"n_true": len(true_ids), "found": len(found & set(true_ids)), "false": int(false)}

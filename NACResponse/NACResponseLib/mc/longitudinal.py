@@ -7,7 +7,7 @@ Rules (the response rules used for MCs in the RESMIN study):
 
 - clusters are compared only within the same view and laterality (e.g. ``mg_cc_L`` pre vs post);
 - matching: pre and post clusters are paired by centroid distance (Hungarian assignment, pairs
-  further apart than ``max_match_mm``, default 20 mm, are not paired: compression differs between
+  further apart than ``max_match_mm``, default :data:`MAX_MATCH_MM` = 20 mm, are not paired: compression differs between
   exams, so positions are only approximately reproducible);
 - an unpaired pre cluster is followed by the post MCs lying within its half-extent plus
   ``follow_margin_mm`` (default 5 mm) of its centroid: their Feret extent is its residual extent;
@@ -26,6 +26,9 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
 from .clusters import feret
+
+#: Pre and post clusters further apart than this (mm) are not paired (see the module docstring).
+MAX_MATCH_MM = 20.0
 
 RESMIN_RULE = ("CR: no MCs remain; PR: > 30 % decrease of the MC extent; PD: >= 20 % increase (or a new "
                "cluster); SD otherwise")
@@ -51,7 +54,7 @@ def resmin_flag(tumour_category: str | None, mc_category: str | None) -> bool:
     return str(tumour_category).upper() in ("PR", "CR") and str(mc_category).upper() in ("SD", "PD")
 
 
-def match_clusters(pre: pd.DataFrame, post: pd.DataFrame, max_match_mm: float = 20.0) -> list[tuple[int, int, float]]:
+def match_clusters(pre: pd.DataFrame, post: pd.DataFrame, max_match_mm: float = MAX_MATCH_MM) -> list[tuple[int, int, float]]:
     """Pairs ``(pre cluster_id, post cluster_id, centroid distance mm)`` by Hungarian assignment."""
     if len(pre) == 0 or len(post) == 0:
         return []
@@ -65,7 +68,7 @@ def match_clusters(pre: pd.DataFrame, post: pd.DataFrame, max_match_mm: float = 
 
 
 def compare_image(pre_clusters: pd.DataFrame, post_clusters: pd.DataFrame, post_mcs: pd.DataFrame, *,
-                  max_match_mm: float = 20.0, follow_margin_mm: float = 5.0) -> pd.DataFrame:
+                  max_match_mm: float = MAX_MATCH_MM, follow_margin_mm: float = 5.0) -> pd.DataFrame:
     """Per pre cluster (and per new post cluster) of one view/laterality: extents, change, category.
 
     ``post_mcs``: the post MCs (``x_mm, y_mm`` and optionally ``kept``) used to follow unpaired

@@ -2,8 +2,9 @@
 
 Kept MCs are green circles, rejected candidates small red crosses (optional), each cluster's convex
 hull is outlined in yellow and its maximum extent drawn as a cyan line between its two end points
-with the length in mm.  The image is shown with a breast-percentile window (1-99.5 %) and, for
-speed and file size, block-averaged to at most ``max_pixels`` along its longer side.
+with its length (in mm, or in cm for the case report).  The image is shown with a breast-percentile
+window (1-99.5 %) and, for speed and file size, block-averaged to at most ``max_pixels`` along its
+longer side.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from .breast import block_mean
 
 
 def _panel(ax, image: np.ndarray, spacing_mm: float, mcs: pd.DataFrame, clusters: pd.DataFrame, title: str,
-           max_pixels: int, show_rejected: bool, crop_mm: tuple[float, float, float, float] | None) -> None:
+           max_pixels: int, show_rejected: bool, crop_mm: tuple[float, float, float, float] | None,
+           unit: str = "mm") -> None:
     factor = max(1, int(np.ceil(max(image.shape) / max_pixels)))
     shown = block_mean(image.astype(np.float32), factor)
     ds = spacing_mm * factor
@@ -44,7 +46,8 @@ def _panel(ax, image: np.ndarray, spacing_mm: float, mcs: pd.DataFrame, clusters
                 except QhullError:
                     pass
         ax.plot([c["end1_x_mm"], c["end2_x_mm"]], [c["end1_y_mm"], c["end2_y_mm"]], color="cyan", linewidth=1.2)
-        ax.annotate(f"{c['extent_mm']:.1f} mm", (c["end2_x_mm"], c["end2_y_mm"]), color="cyan", fontsize=8,
+        length = f"{c['extent_mm'] / 10:.2f} cm" if unit == "cm" else f"{c['extent_mm']:.1f} mm"
+        ax.annotate(length, (c["end2_x_mm"], c["end2_y_mm"]), color="cyan", fontsize=8,
                     xytext=(3, 3), textcoords="offset points")
     if crop_mm is not None:
         x0, x1, y0, y1 = crop_mm
@@ -70,10 +73,11 @@ def cluster_crop(clusters: list[pd.DataFrame], shape_mm: tuple[float, float], ma
 
 
 def render_overlay(path: str | Path, panels: list[dict], *, suptitle: str = "", max_pixels: int = 900,
-                   show_rejected: bool = False, crop: bool = False) -> Path:
+                   show_rejected: bool = False, crop: bool = False, unit: str = "mm") -> Path:
     """Write a PNG with one panel per dict ``{image, spacing_mm, mcs, clusters, title}``.
 
-    ``crop=True`` zooms all panels to a common window around their clusters.
+    ``crop=True`` zooms all panels to a common window around their clusters; ``unit`` ("mm" or "cm")
+    labels the extent lines.
     """
     import matplotlib
 
@@ -88,7 +92,7 @@ def render_overlay(path: str | Path, panels: list[dict], *, suptitle: str = "", 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5.0), squeeze=False)
     for ax, p in zip(axes[0], panels, strict=True):
         _panel(ax, p["image"], p["spacing_mm"], p["mcs"], p["clusters"], p.get("title", ""), max_pixels,
-               show_rejected, window)
+               show_rejected, window, unit)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

@@ -16,6 +16,13 @@ Image model (for-presentation-like, dense tissue bright, 12-bit range 0..4095):
 - MLO views add a bright pectoral-muscle triangle in the top chest-wall corner;
 - optional vessels (curvilinear bright bands ~1 mm wide) and benign coarse calcifications
   (2-4 mm discs, not part of the truth list) to exercise the detector's exclusion rules;
+- realism options for the failure cases seen on real mammograms (all off by default):
+  ``pad_mm`` surrounds the image with background so the breast touches no image edge (padded
+  exports); ``skin_level`` sets how faint the periphery is at the skin line (0.55 by default, ~0.2 is
+  closer to the uncompressed edge of a real breast); ``density`` shifts the fibroglandular fraction
+  (0 as before, 1 = extremely dense); ``scanner_lines`` draws straight digitiser lines across the
+  whole image, each broken into 0.4-1.4 mm fragments; ``film_edge`` adds a bright unexposed-film
+  block along the image edge opposite the chest wall;
 - quantum-like noise: Gaussian with variance growing linearly with the signal, at constant dose:
   the per-pixel standard deviation scales as ``0.1 mm / spacing`` (a pixel of a quarter of the
   area collects a quarter of the photons), so the noise per 0.1 x 0.1 mm area is the same at any
@@ -67,6 +74,11 @@ def synthesize_mammogram(
     n_benign: int = 0,
     label: bool = True,
     min_separation_mm: float = 0.5,
+    pad_mm: float = 0.0,
+    skin_level: float = 0.55,
+    density: float = 0.0,
+    scanner_lines: int = 0,
+    film_edge: bool = False,
 ) -> tuple[np.ndarray, list[dict]]:
     """Return ``(image float32 (rows, cols), truth)`` with one truth dict per inserted MC.
 
@@ -76,7 +88,9 @@ def synthesize_mammogram(
     maximum Feret extent equals ``extent_mm`` (when ``n >= 2``). MCs of one cluster are kept at
     least ``min_separation_mm`` apart (edge to edge) where the disc allows it.
 
-    Truth dicts: ``{"cluster": i, "x_mm", "y_mm", "diameter_mm", "cnr"}``.
+    Truth dicts: ``{"cluster": i, "x_mm", "y_mm", "diameter_mm", "cnr"}``, in the coordinates of
+    the returned (padded) image.  The realism options (module docstring) draw their random numbers
+    after everything else, so an image without them is the same as before they existed.
     """
     view = str(view).upper()
     laterality = str(laterality).upper()
@@ -97,6 +111,9 @@ def synthesize_mammogram(
     ]
     shape_seed = rng.uniform(-1.0, 1.0, size=4)
     grid_seed = int(rng.integers(0, 2**31 - 1))
+    lines = [(rng.uniform(0.05, 0.95), rng.uniform(6.0, 10.0), int(rng.integers(0, 2**31 - 1)))
+             for _ in range(int(scanner_lines))]
+    film = (rng.uniform(3.0, 6.0), rng.uniform(0.4, 0.8)) if film_edge else None
 
     # 2. Pixel grid.
     s = float(spacing_mm)
@@ -127,9 +144,9 @@ def synthesize_mammogram(
     # 3. Tissue: power-law texture in physical frequency units, shaped by a density envelope.
     texture = _power_law_noise(grng, rows, cols, s, beta=3.0)
     envelope = np.exp(-(((xc - 0.35 * ax) / (0.45 * ax)) ** 2) - ((y - cy) / (0.7 * ay)) ** 2)
-    dense = 1.0 / (1.0 + np.exp(-(2.2 * texture + 2.5 * envelope - 1.6)))
+    dense = 1.0 / (1.0 + np.exp(-(2.2 * texture + 2.5 * envelope - 1.6 + 3.0 * float(density))))
     tissue = FAT_LEVEL + (DENSE_LEVEL - FAT_LEVEL) * dense
-    falloff = 0.55 + 0.45 * np.clip(depth_mm / 6.0, 0.0, 1.0)
+    falloff = skin_level + (1.0 - skin_level) * np.clip(depth_mm / 6.0, 0.0, 1.0)
     image = np.where(inside, tissue * falloff, 0.0).astype(np.float32)
     if view == "MLO":
         wpec = np.clip(pec_depth / 0.5 + 0.5, 0.0, 1.0)
@@ -154,7 +171,18 @@ def synthesize_mammogram(
         amplitude = mc["cnr"] * float(noise_sigma(bg))
         _add_sphere(image, mc["x_mm"], mc["y_mm"], mc["diameter_mm"], amplitude, s)
 
-    # 5. Label, noise, clipping.
+    # 5. Padding, artefacts, label, noise, clipping.
+    npad = int(round(float(pad_mm) / s))
+    if npad > 0:
+        image = np.pad(image, npad)
+        for mc in truth:
+            mc["x_mm"] += npad * s
+            mc["y_mm"] += npad * s
+        rows, cols = image.shape
+    if film is not None:
+        _add_film_edge(image, s, laterality, *film)
+    for frac, cnr, seed in lines:
+        _add_scanner_line(image, s, frac, cnr, np.random.default_rng(seed))
     if label:
         _add_label(image, grng, s, laterality)
     sigma = noise_sigma(image, s).astype(np.float32)
@@ -305,3 +333,36 @@ def _add_label(image: np.ndarray, rng: np.random.Generator, s: float, laterality
     region = image[r0:r0 + h, c0:c0 + w]
     if np.all(region < 0.5 * FAT_LEVEL):  # only over background, never over the breast
         image[r0:r0 + h, c0:c0 + w] = block
+
+
+def _add_scanner_line(image: np.ndarray, s: float, row_fraction: float, cnr: float, rng: np.random.Generator) -> None:
+    """A straight digitiser line along the rows across the whole image, ~0.1 mm wide, broken into
+    0.4-1.4 mm bright fragments separated by 0.3-1.0 mm gaps (each fragment alone is short enough to
+    pass a length-based vessel rule)."""
+    rows, cols = image.shape
+    y0 = row_fraction * rows * s
+    width_mm = cols * s
+    on = np.zeros(cols, dtype=np.float32)
+    x = rng.uniform(0.0, 1.0)
+    xc = (np.arange(cols) + 0.5) * s
+    while x < width_mm:
+        length = rng.uniform(0.4, 1.4)
+        on[(xc >= x) & (xc < x + length)] = 1.0
+        x += length + rng.uniform(0.3, 1.0)
+    yc = (np.arange(rows) + 0.5) * s
+    sig = max(0.05, 0.4 * s)
+    profile = np.exp(-0.5 * ((yc - y0) / sig) ** 2).astype(np.float32)
+    near = np.flatnonzero(profile > 1e-3)
+    level = image[near].mean(axis=0)  # amplitude follows the local signal's noise
+    image[near] += np.float32(cnr) * noise_sigma(level).astype(np.float32)[None, :] * profile[near, None] * on[None, :]
+
+
+def _add_film_edge(image: np.ndarray, s: float, laterality: str, width_mm: float, length_fraction: float) -> None:
+    """A bright unexposed-film block along the lower part of the image edge opposite the chest wall, over background
+    only (the breast is never covered)."""
+    rows, cols = image.shape
+    w = max(1, int(round(width_mm / s)))
+    h = max(1, int(round(length_fraction * rows)))
+    cs = slice(cols - w, cols) if laterality == "L" else slice(0, w)
+    region = image[rows - h:, cs]
+    region[region < 0.5 * FAT_LEVEL] = 0.95 * MAX_VALUE

@@ -1,7 +1,9 @@
 """A safe, versioned model artefact: ``model.json`` (schema, steps, operating points, training
 summary, provenance) + ``arrays.npz`` (NumPy arrays, loaded with ``allow_pickle=False``).
 
-No pickle: a model file from someone else cannot run code on load.  Prediction from a saved model
+No pickle: a model file from someone else cannot run code on load.  ``model.json`` records the
+SHA-256 of ``arrays.npz``; loading refuses a mismatch and checks the whole step chain
+(``artefact_schema``), and prediction refuses a non-finite probability.  Prediction from a saved model
 is re-implemented here in NumPy from the stored parameters (tests check it against the fitted
 scikit-learn pipeline), so loading needs neither scikit-learn nor the original classes.
 
@@ -14,7 +16,10 @@ clear error says so.  We chose this over skops to keep the format dependency-fre
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ import numpy as np
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import InputError
 from ..provenance import json_default
+from .artefact_schema import ModelFileError, check_model
 from .logit import sigmoid
 
 FORMAT = "nacresponse-model"
@@ -31,30 +37,46 @@ SAVABLE = ("logistic", "naive_bayes", "knn", "mlp", "random_forest", "gradient_b
 
 
 # --------------------------------------------------------------------------------------- export
+def _names(values) -> list[str]:
+    return [str(c) for c in values]
+
+
 def _export_step(i: int, name: str, step, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """One fitted pipeline step as JSON + arrays, read from the estimator's fitted attributes."""
+    from sklearn.decomposition import PCA
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler
+
     from .clinical import BackwardStepwiseLogit, ClinicalEncoder
-    from .selection import ColumnSelector, LassoSelector, MedianImputer, PCAProjection, ZScore
+    from .selection import ColumnSelector, LassoSelector
 
     key = f"s{i}"
     if isinstance(step, ClinicalEncoder):
-        return {"name": name, "type": "encode", "columns": step.feature_names_in_, "levels": step.levels_,
-                "columns_out": step.names_out_}
-    if isinstance(step, MedianImputer):
-        arrays[f"{key}_median"] = step.statistics_
-        return {"name": name, "type": "impute", "columns": step.feature_names_in_}
+        return {"name": name, "type": "encode", "columns": _names(step.feature_names_in_), "levels": step.levels_,
+                "columns_out": _names(step.get_feature_names_out())}
+    if isinstance(step, SimpleImputer):
+        if step.strategy != "median" or not step.keep_empty_features or step.add_indicator:
+            raise InputError("only median imputation that keeps empty features can be saved")
+        arrays[f"{key}_median"] = np.asarray(step.statistics_, dtype=float)
+        return {"name": name, "type": "impute", "columns": _names(step.feature_names_in_)}
     if isinstance(step, ColumnSelector):
-        d = {"name": name, "type": "select", "columns": list(step.feature_names_in_),
-             "columns_out": [str(c) for c in step.get_feature_names_out()]}
+        d = {"name": name, "type": "select", "columns": _names(step.feature_names_in_),
+             "columns_out": _names(step.get_feature_names_out())}
         if isinstance(step, LassoSelector):
-            d["lasso_coef"] = dict(zip(step.feature_names_in_, map(float, step.coef_)))
+            d["lasso_coef"] = dict(zip(d["columns"], map(float, step.coef_)))
             d["lambda"] = getattr(step, "lambda_", None)
         return d
-    if isinstance(step, ZScore):
-        arrays[f"{key}_mean"], arrays[f"{key}_scale"] = step.mean_, step.scale_
-        return {"name": name, "type": "zscore", "columns": step.feature_names_in_}
-    if isinstance(step, PCAProjection):
+    if isinstance(step, StandardScaler):
+        n = len(step.feature_names_in_)
+        arrays[f"{key}_mean"] = step.mean_ if step.with_mean else np.zeros(n)
+        arrays[f"{key}_scale"] = step.scale_ if step.with_std else np.ones(n)
+        return {"name": name, "type": "zscore", "columns": _names(step.feature_names_in_)}
+    if isinstance(step, PCA):
+        if step.whiten:
+            raise InputError("a whitened PCA cannot be saved")
         arrays[f"{key}_mean"], arrays[f"{key}_components"] = step.mean_, step.components_
-        return {"name": name, "type": "pca", "columns": step.feature_names_in_, "columns_out": step.names_out_}
+        return {"name": name, "type": "pca", "columns": _names(step.feature_names_in_),
+                "columns_out": _names(step.get_feature_names_out())}
     return _export_estimator(key, name, step, arrays, BackwardStepwiseLogit)
 
 
@@ -147,9 +169,12 @@ def save_model(directory: str | Path, pipe, *, target: str, kind: str, operating
 
     ``X_train`` (the training features) adds the mean of what the estimator sees, the reference
     point for per-case feature contributions."""
+    from sklearn.utils.validation import check_is_fitted
+
     directory = Path(directory)
     if (directory / "model.json").exists() and not overwrite:
         raise InputError(f"{directory}: a saved model already exists (choose another folder or pass overwrite)")
+    check_is_fitted(pipe)
     arrays: dict[str, np.ndarray] = {}
     steps = [_export_step(i, name, step, arrays) for i, (name, step) in enumerate(pipe.steps)]
     first = pipe.steps[0][1]
@@ -161,10 +186,13 @@ def save_model(directory: str | Path, pipe, *, target: str, kind: str, operating
             "feature_columns": [str(c) for c in first.feature_names_in_], "steps": steps,
             "operating_points": operating_points, "training_summary": training_summary,
             "provenance": provenance, **(extra or {})}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    payload = buffer.getvalue()
+    meta["arrays_sha256"] = hashlib.sha256(payload).hexdigest()
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "arrays.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+        Path(tmp).write_bytes(payload)
     atomic_write_text(directory / "model.json", json.dumps(meta, indent=1, default=json_default))
     return directory
 
@@ -228,12 +256,11 @@ class SavedModel:
                 raise InputError(f"{self.path}: unknown step type {t!r} (model written by a newer version?)")
         return X
 
-    def predict_from_matrix(self, a: np.ndarray) -> np.ndarray:
+    def _predict_raw(self, a: np.ndarray) -> np.ndarray:
         st = self.meta["steps"][-1]
         key = f"s{len(self.meta['steps']) - 1}"
         A = self.arrays
         t = st["type"]
-        a = np.asarray(a, dtype=float)
         if t == "logistic":
             return sigmoid(A[f"{key}_intercept"][0] + a @ A[f"{key}_coef"])
         if t == "naive_bayes":
@@ -289,25 +316,50 @@ class SavedModel:
     def predict(self, frame) -> np.ndarray:
         return self.predict_from_matrix(self.transform(frame).to_numpy(dtype=float))
 
+    def predict_from_matrix(self, a: np.ndarray) -> np.ndarray:
+        """The estimator's output for the matrix it sees; a NaN or infinite value (a model whose
+        numbers overflow) is refused, never returned as a probability."""
+        p = self._predict_raw(np.asarray(a, dtype=float))
+        bad = ~np.isfinite(p)
+        if bad.any():
+            raise ModelFileError(f"{self.path}: the model gives a non-finite prediction for {int(bad.sum())} of "
+                                 f"{len(p)} case(s); its arrays are unusable (retrain it)")
+        return p
+
 
 def load_model(directory: str | Path) -> SavedModel:
+    """Read and check a model folder; any damage or edit ends in ``ModelFileError`` naming the file."""
     directory = Path(directory)
     meta_path, arr_path = directory / "model.json", directory / "arrays.npz"
     for p in (meta_path, arr_path):
         if not p.is_file():
             raise InputError(f"{p}: missing (not a saved NACResponse model folder)")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{meta_path}: not valid JSON ({exc})") from exc
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{meta_path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path}: the model description must be a JSON object, found {type(meta).__name__}")
     if meta.get("format") != FORMAT:
         raise InputError(f"{meta_path}: not a NACResponse model (format {meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{meta_path}: 'format_version' must be an integer, found {version!r}")
+    if version > FORMAT_VERSION:
         raise InputError(f"{meta_path}: model format version {meta['format_version']} is newer than this "
                          f"software supports ({FORMAT_VERSION}); update NACResponse")
+    payload = arr_path.read_bytes()
+    recorded = meta.get("arrays_sha256")
+    if not isinstance(recorded, str):
+        raise ModelFileError(f"{meta_path}: no 'arrays_sha256' (saved by an older version, or edited); "
+                             "retrain the model")
+    if hashlib.sha256(payload).hexdigest() != recorded:
+        raise ModelFileError(f"{arr_path}: SHA-256 does not match the one recorded in {meta_path.name} "
+                             "(the arrays were changed or damaged)")
     try:
-        with np.load(arr_path, allow_pickle=False) as z:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{arr_path}: unreadable model arrays ({exc})") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(f"{arr_path}: unreadable model arrays ({exc})") from exc
+    check_model(meta, arrays, meta_path, arr_path)
     return SavedModel(meta, arrays, directory)

@@ -7,26 +7,44 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .logit import _firth_constrained, fit_firth, fit_logit, separation_check, sigmoid
-from .selection import _frame
+
+
+def _as_table(X):
+    """The encoder reads column types, so it needs a table: a bare array gets columns x0, x1, ..."""
+    import pandas as pd
+
+    if isinstance(X, pd.DataFrame):
+        return X
+    a = np.asarray(X)
+    return pd.DataFrame(a.reshape(len(a), -1)).rename(columns=lambda i: f"x{i}")
+
+
+def _numeric(dtype) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
 
 
 class ClinicalEncoder(TransformerMixin, BaseEstimator):
     """Numeric columns pass through as float; text columns become 0/1 indicators ``<col>=<level>``
     for every level but the first (sorted) one seen in training.  Unknown levels at prediction time
-    give all-zero indicators (the reference level); missing values stay NaN for the imputer."""
+    give all-zero indicators (the reference level); missing and infinite values become NaN for the
+    imputer.  It returns a DataFrame itself: its input has mixed column types."""
 
     def fit(self, X, y=None):
         import pandas as pd
 
-        X = _frame(X)
-        self.feature_names_in_ = [str(c) for c in X.columns]
+        X = _as_table(X)
+        self.feature_names_in_ = np.array([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
         self.levels_: dict[str, list[str]] = {}
-        for c in X.columns:
-            col = X[c]
-            if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        for c, dtype in X.dtypes.items():
+            if _numeric(dtype):
                 continue
+            col = X[c]
             num = pd.to_numeric(col, errors="coerce")
             if num.notna().sum() == col.notna().sum():
                 continue
@@ -42,22 +60,29 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
     def transform(self, X):
         import pandas as pd
 
-        X = _frame(X, self.feature_names_in_)
+        check_is_fitted(self, "levels_")
+        X = _as_table(X)
         missing = [c for c in self.feature_names_in_ if c not in X.columns]
         if missing:
             raise ValueError(f"ClinicalEncoder: input lacks column(s) {missing[:5]}")
-        out = {}
+        plain = [c for c in self.feature_names_in_ if c not in self.levels_]
+        block = X[plain]
+        if not all(_numeric(d) for d in block.dtypes):
+            block = block.apply(pd.to_numeric, errors="coerce")
+        values = dict(zip(plain, block.to_numpy(dtype=float, na_value=np.nan).T))
+        out = []
         for c in self.feature_names_in_:
-            col = X[c]
             if c in self.levels_:
-                s = col.astype(object)
-                for lv in self.levels_[c][1:]:
-                    out[f"{c}={lv}"] = np.where(s.isna(), np.nan, (s.astype(str) == lv).astype(float))
+                s = X[c].astype(object)
+                out += [np.where(s.isna(), np.nan, (s.astype(str) == lv).astype(float)) for lv in self.levels_[c][1:]]
             else:
-                out[c] = pd.to_numeric(col, errors="coerce").astype(float).to_numpy()
-        return pd.DataFrame(out, columns=self.names_out_, index=X.index)
+                out.append(values[c])
+        a = np.column_stack(out) if out else np.empty((len(X), 0))
+        a[~np.isfinite(a)] = np.nan
+        return pd.DataFrame(a, columns=self.names_out_, index=X.index)
 
     def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "names_out_")
         return np.array(self.names_out_, dtype=object)
 
 
@@ -99,15 +124,14 @@ class BackwardStepwiseLogit(ClassifierMixin, BaseEstimator):
         return fit_logit(a, y, ridge=self.ridge)
 
     def fit(self, X, y):
-        X = _frame(X)
-        self.feature_names_in_ = [str(c) for c in X.columns]
-        a = X.to_numpy(dtype=float)
+        a = validate_data(self, X, dtype=float)
+        names = [str(c) for c in getattr(self, "feature_names_in_", [f"x{i}" for i in range(a.shape[1])])]
         y = np.asarray(y).astype(int).ravel()
         self.classes_ = np.array([0, 1])
         if self.firth not in ("auto", "always", "never"):
             raise ValueError(f"firth must be 'auto', 'always' or 'never', not {self.firth!r}")
         current = list(range(a.shape[1]))
-        sep = separation_check(a, y, names=self.feature_names_in_)
+        sep = separation_check(a, y, names=names)
         ml = fit_logit(a, y, ridge=self.ridge)
         p_hat = sigmoid(np.column_stack([np.ones(len(y)), a]) @ ml.params)
         sep["ml_converged"] = bool(ml.converged)
@@ -122,7 +146,7 @@ class BackwardStepwiseLogit(ClassifierMixin, BaseEstimator):
         while current:
             best = None  # (delta AIC of dropping j, j, refit or None)
             for pos, j in enumerate(current):
-                if self.feature_names_in_[j] in self.keep:
+                if names[j] in self.keep:
                     continue
                 trial = [k for k in current if k != j]
                 if self.estimator_ == "firth":
@@ -140,9 +164,9 @@ class BackwardStepwiseLogit(ClassifierMixin, BaseEstimator):
                 break
             current.remove(best[1])
             fit = best[2] if best[2] is not None else self._fit_one(a[:, current], y)
-            self.history_.append({"removed": self.feature_names_in_[best[1]], "aic": fit.aic,
+            self.history_.append({"removed": names[best[1]], "aic": fit.aic,
                                   "delta_aic": float(best[0])})
-        self.selected_ = [self.feature_names_in_[j] for j in current]
+        self.selected_ = [names[j] for j in current]
         self.fit_ = fit
         self.ci_method_ = "profile penalised likelihood" if self.estimator_ == "firth" else "wald"
         self.intercept_ = np.array([fit.params[0]])
@@ -173,8 +197,8 @@ class BackwardStepwiseLogit(ClassifierMixin, BaseEstimator):
                              "or_ci_low": ci[:, 0], "or_ci_high": ci[:, 1], "p": fit.pvalues})
 
     def decision_function(self, X):
-        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
-        return self.intercept_[0] + X.to_numpy(dtype=float) @ self.coef_[0]
+        check_is_fitted(self, "coef_")
+        return self.intercept_[0] + validate_data(self, X, dtype=float, reset=False) @ self.coef_[0]
 
     def predict_proba(self, X):
         p = sigmoid(self.decision_function(X))

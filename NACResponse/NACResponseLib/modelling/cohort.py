@@ -10,15 +10,16 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..columns import column_timepoints
 from ..errors import InputError
 from ..provenance import collect
 from ..study.model import timepoint_order
-from .data import MODEL_KINDS, clinical_frame, column_timepoints, icc_whitelist, model_inputs
+from .data import MODEL_KINDS, clinical_frame, icc_whitelist, model_inputs
 from .pipeline import ModelSpec, cross_validated_predictions, fit_model, selection_report
 from .selection import SelectionConfig
 from .stepwise import DEFAULT_WEIGHTS, run_stepwise
 from .targets import class_balance, make_target, target_task
-from .workflow import EvaluationSettings, evaluate_models
+from .workflow import THRESHOLD_RULE, EvaluationSettings, evaluate_models
 
 
 def _available_kinds(store, kinds, deep_table: str) -> tuple[list[str], list[str]]:
@@ -78,15 +79,18 @@ def evaluate_study(store, *, target: str = "pcr", kinds=MODEL_KINDS, classifier:
         y = y_all.reindex(X.index)
         keep = y.notna().to_numpy()
         if steps:
-            probs = {}
+            probs, fold_thr = {}, {}
+            w = {s: (stepwise_weights[0] if i == 0 else stepwise_weights[-1]) for i, s in enumerate(steps)}
             for tp in steps:
                 Xt = model_inputs(store, sk, reader=reader, deep_table=deep_table, timepoint=tp).loc[keep]
                 spec = ModelSpec(sk, classifier, selection, wl, random_state=settings.seed)
-                probs[tp] = cross_validated_predictions(spec, Xt, y[keep].to_numpy().astype(int),
-                                                        n_splits=settings.n_splits, seed=settings.seed)["oof"]
-            w = {s: (stepwise_weights[0] if i == 0 else stepwise_weights[-1]) for i, s in enumerate(steps)}
-            sw = run_stepwise(y[keep].to_numpy().astype(int), probs, w, ids=list(X.index[keep]))
+                cv = cross_validated_predictions(spec, Xt, y[keep].to_numpy().astype(int), n_splits=settings.n_splits,
+                                                 seed=settings.seed, youden_weights={"step": w[tp]})
+                probs[tp], fold_thr[tp] = cv["oof"], cv["case_thresholds"]["step"]
+            sw = run_stepwise(y[keep].to_numpy().astype(int), probs, w, ids=list(X.index[keep]),
+                              case_thresholds=fold_thr)
             results["stepwise"] = {"model": sk, "weights": w, "operating_points": sw["operating_points"],
+                                   "threshold_rule": THRESHOLD_RULE,
                                    "table": sw["table"].to_dict(orient="records"),
                                    "flags": sw["flags"].to_dict(orient="records")}
     if rcb and "rcb_index" in clin and clin["rcb_index"].notna().sum() >= 10:
@@ -118,10 +122,10 @@ def _write_predictions(store, results) -> None:
 
     rows = []
     for name, m in results["models"].items():
-        for pid, yy, p in zip(m["patient_ids"], m["y"], m["oof"]):
+        # the call made with the threshold chosen by the training fold the patient was not in
+        for pid, yy, p, c in zip(m["patient_ids"], m["y"], m["oof"], m["oof_called"]):
             rows.append({"patient_id": pid, "model": name, "target": results["target"], "outcome": int(yy),
-                         "probability_oof": float(p),
-                         "predicted_at_operating_point": int(p >= m["operating_point"]["threshold"])})
+                         "probability_oof": float(p), "predicted_at_operating_point": int(c >= 0.5)})
     store.write_table(f"model_predictions_{results['target']}", pd.DataFrame(rows), results["provenance"])
 
 
@@ -179,7 +183,7 @@ def train_study_model(store, out_dir: str | Path, *, target: str = "pcr", kind: 
 def predict_study(store, model_dir: str | Path, patients: list[str] | None = None, *, reader: str | None = None,
                   deep_table: str = "deep_bottleneck", top_n: int = 5) -> list[dict[str, Any]]:
     """predict_case for study patients (all by default); a patient lacking features is reported."""
-    from .artefact import load_model
+    from .artefact import ModelFileError, load_model
     from .predict import predict_case
 
     model = load_model(model_dir)
@@ -192,6 +196,8 @@ def predict_study(store, model_dir: str | Path, patients: list[str] | None = Non
             continue
         try:
             out.append({"patient_id": pid, **predict_case(model, X.loc[[pid]], top_n=top_n)})
+        except ModelFileError:
+            raise  # the model is unusable for every patient: a bad input, not a failed case
         except InputError as exc:
             out.append({"patient_id": pid, "error": str(exc)})
     return out

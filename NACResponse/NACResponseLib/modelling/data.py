@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..columns import column_timepoints
 from ..errors import InputError
 from ..study.model import CLINICAL_VARIABLES, OUTCOMES, timepoint_order
 
@@ -45,18 +46,9 @@ def wide_feature_frame(store, table: str, reader: str | None = None):
     return df.drop(columns=id_cols).apply(lambda s: s.astype(float) if s.dtype != object else s)
 
 
-def column_timepoints(column: str) -> list[str]:
-    """Timepoints a feature column depends on (``[]`` for clinical columns)."""
-    parts = column.split("__")
-    if len(parts) < 2:
-        return []
-    if parts[0].startswith("delta"):
-        return parts[1].split("_")
-    return [parts[0]]
-
-
 def columns_available_by(columns, timepoint: str) -> list[str]:
-    """Columns computable once ``timepoint`` is acquired (all their timepoints are not later)."""
+    """Columns computable once ``timepoint`` is acquired (all their timepoints are not later; the
+    column grammar of :mod:`NACResponseLib.columns` says which timepoints a column needs)."""
     limit = timepoint_order(timepoint)
     return [c for c in columns if all(timepoint_order(t) <= limit for t in column_timepoints(c))]
 

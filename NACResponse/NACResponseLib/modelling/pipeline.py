@@ -15,12 +15,7 @@ import numpy as np
 
 from .classifiers import PARAM_GRIDS, make_classifier
 from .clinical import BackwardStepwiseLogit, ClinicalEncoder
-from .selection import (
-    MedianImputer,
-    NearConstantFilter,
-    SelectionConfig,
-    selection_steps,
-)
+from .selection import NearConstantFilter, SelectionConfig, median_imputer, selection_steps
 
 
 @dataclass
@@ -47,20 +42,20 @@ class ModelSpec:
 
 
 def build_pipeline(spec: ModelSpec):
-    """An unfitted Pipeline for ``spec``."""
+    """An unfitted Pipeline for ``spec``; every step returns a DataFrame (feature names kept)."""
     from sklearn.pipeline import Pipeline
 
     if spec.kind == "clinical" and spec.classifier == "logistic" and spec.stepwise_clinical \
             and spec.task == "classification":
-        steps = [("encode", ClinicalEncoder()), ("impute", MedianImputer()),
+        steps = [("encode", ClinicalEncoder()), ("impute", median_imputer()),
                  ("near_constant", NearConstantFilter(spec.selection.min_variance, spec.selection.max_mode_fraction)),
                  ("model", BackwardStepwiseLogit())]
-        return Pipeline(steps)
-    steps = [("encode", ClinicalEncoder()),
-             *selection_steps(spec.selection, whitelist=spec.whitelist, task=spec.task,
-                              random_state=spec.random_state),
-             ("model", make_classifier(spec.classifier, spec.random_state, task=spec.task))]
-    return Pipeline(steps)
+    else:
+        steps = [("encode", ClinicalEncoder()),
+                 *selection_steps(spec.selection, whitelist=spec.whitelist, task=spec.task,
+                                  random_state=spec.random_state),
+                 ("model", make_classifier(spec.classifier, spec.random_state, task=spec.task))]
+    return Pipeline(steps).set_output(transform="pandas")
 
 
 def _splitter(y, n_splits: int, seed: int, task: str):
@@ -94,16 +89,46 @@ def fit_model(spec: ModelSpec, X, y, *, tune: bool = False, inner_splits: int = 
     return est.fit(X, y)
 
 
+def fold_threshold(spec: ModelSpec, X, y, weights: dict[str, float], *, inner_splits: int = 3,
+                   seed: int = 0, tune: bool = False) -> dict[str, Any]:
+    """Weighted-Youden thresholds chosen from one training fold alone, the way ``model train``
+    chooses a saved model's: on out-of-fold predictions of an inner cross-validation.  A fold too
+    small for that (an inner fold with too few cases of a class to fit) uses its in-sample
+    predictions instead; ``source`` says which."""
+    from .evaluation import weighted_youden
+
+    y = np.asarray(y).astype(int)
+    try:
+        p, source = np.zeros(len(y)), "inner CV"
+        for train, test in _splitter(y, inner_splits, seed + 1, spec.task).split(np.zeros(len(y)), y):
+            p[test] = _predict(fit_model(spec, X.iloc[train], y[train], tune=tune, seed=seed),
+                               X.iloc[test], spec.task)
+    except ValueError:
+        p, source = _predict(fit_model(spec, X, y, tune=tune, seed=seed), X, spec.task), "in-sample"
+    return {"thresholds": {k: weighted_youden(y, p, w)["threshold"] for k, w in weights.items()},
+            "source": source}
+
+
 def cross_validated_predictions(spec: ModelSpec, X, y, *, n_splits: int = 5, n_repeats: int = 1,
                                 seed: int = 0, tune: bool = False, inner_splits: int = 3,
-                                cancel=None) -> dict[str, Any]:
-    """Out-of-fold predictions (mean over repeats) and the features kept in each training fold."""
+                                youden_weights: dict[str, float] | None = None, cancel=None) -> dict[str, Any]:
+    """Out-of-fold predictions (mean over repeats) and the features kept in each training fold.
+
+    ``youden_weights`` ({name: w}): each training fold also chooses its own weighted-Youden
+    threshold (``fold_threshold``) and calls its validation cases with it, so sensitivity,
+    specificity, PPV and NPV are scored on cases that did not choose the threshold.  ``called``
+    holds, per name, the fraction of repeats that called each case positive and
+    ``case_thresholds`` the mean threshold applied to it."""
     import warnings
 
     y = np.asarray(y, dtype=float).ravel()
     yy = y.astype(int) if spec.task == "classification" else y
     oof = np.zeros((n_repeats, len(y)))
+    names = list(youden_weights or {})
+    called = {k: np.zeros((n_repeats, len(y))) for k in names}
+    applied = {k: np.zeros((n_repeats, len(y))) for k in names}
     fold_features: list[list[str]] = []
+    fold_thresholds: list[dict[str, Any]] = []
     for r in range(n_repeats):
         for train, test in _splitter(yy, n_splits, seed + r, spec.task).split(np.zeros(len(y)), yy):
             if cancel is not None:
@@ -112,14 +137,29 @@ def cross_validated_predictions(spec: ModelSpec, X, y, *, n_splits: int = 5, n_r
                 warnings.simplefilter("ignore")
                 est = fit_model(spec, X.iloc[train], yy[train], tune=tune, inner_splits=inner_splits,
                                 seed=seed + r)
+                chosen = (fold_threshold(spec, X.iloc[train], yy[train], youden_weights, tune=tune,
+                                         inner_splits=inner_splits, seed=seed + r) if names else None)
             oof[r, test] = _predict(est, X.iloc[test], spec.task)
             fold_features.append(selected_features(est))
-    return {"oof": oof.mean(axis=0), "fold_features": fold_features, "n_splits": n_splits,
-            "n_repeats": n_repeats, "seed": seed, "tuned": tune}
+            if chosen is not None:
+                fold_thresholds.append(chosen)
+                for k in names:
+                    applied[k][r, test] = chosen["thresholds"][k]
+                    called[k][r, test] = oof[r, test] >= chosen["thresholds"][k]
+    out = {"oof": oof.mean(axis=0), "fold_features": fold_features, "n_splits": n_splits,
+           "n_repeats": n_repeats, "seed": seed, "tuned": tune}
+    if names:
+        out.update(called={k: v.mean(axis=0) for k, v in called.items()},
+                   case_thresholds={k: v.mean(axis=0) for k, v in applied.items()},
+                   fold_thresholds=fold_thresholds)
+    return out
 
 
 def selected_features(pipe) -> list[str]:
     """Names of the features that reach the final estimator."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(pipe)
     model = pipe.named_steps["model"]
     if isinstance(model, BackwardStepwiseLogit):
         return list(model.selected_)

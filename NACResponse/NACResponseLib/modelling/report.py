@@ -139,16 +139,29 @@ def report_body(results: dict[str, Any], out_dir: Path, prefix: str = "") -> str
             for k in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"):
                 if k in met:
                     row[k] = f"{met[k]['estimate']:.2f} [{met[k]['ci_low']:.2f}-{met[k]['ci_high']:.2f}]"
-            row["threshold"] = m["operating_point"]["threshold"]
+            row["threshold (final model)"] = m["operating_point"]["threshold"]
             row["cal. slope"] = m["calibration"]["slope"]
             row["cal. intercept"] = m["calibration"]["intercept"]
-            if "optimism" in m:
-                row["optimism-corrected AUC"] = m["optimism"]["corrected_auc"]
+            if "hl_p" in m["calibration"]:
+                c = m["calibration"]
+                row["Hosmer-Lemeshow"] = f"{c['hl_statistic']:.2f} (df {c['hl_df']}, p {_fmt(c['hl_p'])})"
+            v = m.get("validation")
+            if v:
+                row[".632+ AUC"] = v["auc_632plus"]
+                row["Harrell-corrected AUC"] = v["harrell_auc"] if v["harrell_valid"] else "withheld*"
             row["EPV"] = m["epv_candidates"]
             rows.append(row)
         s = results.get("settings", {})
+        rule = next((m["threshold_rule"] for m in models.values() if "threshold_rule" in m), None)
+        notes = [f"Sensitivity, specificity, PPV, NPV, accuracy and F1: threshold {html.escape(rule)}; "
+                 "the final model's threshold is chosen on all out-of-fold predictions."] if rule else []
+        withheld = [f"{html.escape(n)}: {html.escape(m['validation']['note'])}" for n, m in models.items()
+                    if m.get("validation") and not m["validation"]["harrell_valid"]]
+        if withheld:
+            notes.append("* " + "; ".join(withheld) + ".")
         parts.append(f"<h3>Performance (out-of-fold, {s.get('n_splits')}-fold CV; bootstrap {s.get('n_boot')} "
-                     f"resamples, seed {s.get('seed')})</h3>" + _table(rows))
+                     f"resamples, seed {s.get('seed')})</h3>" + _table(rows)
+                     + "".join(f"<p><small>{n}</small></p>" for n in notes))
         parts.append("<h3>DeLong comparison (paired)</h3>"
                      + _table(results.get("delong", []), ["model_1", "model_2", "n", "auc1", "auc2", "diff", "z", "p"]))
         parts.append("<h3>Selected features</h3>")

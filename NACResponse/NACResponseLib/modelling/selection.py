@@ -1,11 +1,12 @@
 """Leakage-free feature selection as scikit-learn transformers (fitted on training folds only).
 
-Order (issue 7): ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
+Order: ICC whitelist -> near-constant -> Spearman redundancy (keep the feature more
 associated with the target) -> Mann-Whitney U (Spearman test for a continuous target) -> z-score
 -> [optional PCA] -> LASSO with k-fold CV choosing lambda.  Every threshold is a parameter.
 
-All steps take and return pandas DataFrames so feature names survive the pipeline (they are what
-the report, the artefact and per-case explanations show).  They also accept NumPy arrays.
+The selectors are ``SelectorMixin`` transformers; imputation, z-score and PCA are scikit-learn's
+own.  ``build_pipeline`` sets ``set_output(transform="pandas")`` so feature names survive the
+pipeline (they are what the report, the artefact and per-case explanations show).
 """
 
 from __future__ import annotations
@@ -14,54 +15,40 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.feature_selection import SelectorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..columns import feature_id
 
 
-def _frame(X, names=None):
-    import pandas as pd
+class ColumnSelector(SelectorMixin, BaseEstimator):
+    """Base class: a subclass's ``fit`` calls ``_validated`` and sets a boolean ``support_``."""
 
-    if isinstance(X, pd.DataFrame):
-        return X
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    return pd.DataFrame(X, columns=names if names is not None else [f"x{i}" for i in range(X.shape[1])])
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
+    def _validated(self, X) -> np.ndarray:
+        """The training matrix as floats; records ``feature_names_in_`` / ``n_features_in_``."""
+        return validate_data(self, X, dtype=float, ensure_all_finite="allow-nan", ensure_min_features=0)
 
-class ColumnSelector(TransformerMixin, BaseEstimator):
-    """Base class: ``fit`` sets ``feature_names_in_`` and a boolean ``support_``."""
+    def _input_names(self) -> list[str]:
+        return [str(c) for c in getattr(self, "feature_names_in_", [f"x{i}" for i in range(self.n_features_in_)])]
 
-    def _names_in(self, X) -> list[str]:
-        return [str(c) for c in _frame(X).columns]
-
-    def transform(self, X):
-        X = _frame(X, getattr(self, "feature_names_in_", None))
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"{type(self).__name__}: input lacks {len(missing)} fitted feature(s), "
-                             f"e.g. {missing[:3]}")
-        kept = [c for c, s in zip(self.feature_names_in_, self.support_) if s]
-        return X.loc[:, kept]
-
-    def get_feature_names_out(self, input_features=None):
-        return np.array([c for c, s in zip(self.feature_names_in_, self.support_) if s], dtype=object)
-
-    def get_support(self) -> np.ndarray:
+    def _get_support_mask(self) -> np.ndarray:
+        check_is_fitted(self, "support_")
         return np.asarray(self.support_, dtype=bool)
 
 
-def icc_suffix(column: str) -> str | None:
-    """``<image>__<feature>`` of a wide radiomics column (timepoint or delta prefix removed)."""
-    parts = column.split("__")
-    parts = parts[2:] if parts[0].startswith("delta") else parts[1:]
-    return "__".join(parts) if len(parts) == 2 else None
-
-
 class ICCWhitelist(ColumnSelector):
-    """Keep radiomics columns whose ``<image>__<feature>`` passed the reproducibility (ICC) screen.
+    """Keep radiomics columns whose feature id (:func:`NACResponseLib.columns.feature_id`) passed the
+    reproducibility (ICC) screen.
 
-    ``whitelist``: {suffix: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
-    Columns whose suffix the table does not mention (deep or clinical features, or radiomics the
+    ``whitelist``: {feature id: kept(bool)} from the ``icc_whitelist`` table; ``None`` keeps all.
+    Columns whose feature id the table does not mention (deep or clinical features, or radiomics the
     ICC study did not cover) follow ``unknown`` ("keep" or "drop").
     """
 
@@ -72,13 +59,14 @@ class ICCWhitelist(ColumnSelector):
     def fit(self, X, y=None):
         if self.unknown not in ("keep", "drop"):
             raise ValueError(f"unknown must be 'keep' or 'drop', got {self.unknown!r}")
-        self.feature_names_in_ = self._names_in(X)
+        self._validated(X)
+        names = self._input_names()
         if self.whitelist is None:
-            self.support_ = np.ones(len(self.feature_names_in_), bool)
+            self.support_ = np.ones(len(names), bool)
             return self
         keep = []
-        for c in self.feature_names_in_:
-            s = icc_suffix(c)
+        for c in names:
+            s = feature_id(c)
             if s is not None and s in self.whitelist:
                 keep.append(bool(self.whitelist[s]))
             else:
@@ -96,9 +84,7 @@ class NearConstantFilter(ColumnSelector):
         self.max_mode_fraction = max_mode_fraction
 
     def fit(self, X, y=None):
-        X = _frame(X)
-        self.feature_names_in_ = self._names_in(X)
-        a = X.to_numpy(dtype=float)
+        a = self._validated(X)
         var = np.nanvar(a, axis=0)
         mode_frac = np.array([np.unique(col[np.isfinite(col)], return_counts=True)[1].max() / max(1, np.isfinite(col).sum())
                               if np.isfinite(col).any() else 1.0 for col in a.T])
@@ -119,7 +105,7 @@ def _spearman_matrix(a: np.ndarray) -> np.ndarray:
 
 def target_association(X, y) -> np.ndarray:
     """|Spearman rho| of each feature with the target (binary or continuous)."""
-    a = _frame(X).to_numpy(dtype=float)
+    a = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float).ravel()
     corr = _spearman_matrix(np.column_stack([y, a]))
     return np.abs(corr[0, 1:])
@@ -134,16 +120,16 @@ class SpearmanRedundancy(ColumnSelector):
         self.threshold = threshold
 
     def fit(self, X, y):
-        X = _frame(X)
-        self.feature_names_in_ = self._names_in(X)
-        a = X.to_numpy(dtype=float)
+        a = self._validated(X)
         assoc = target_association(a, y)
         self.association_ = assoc
         corr = np.abs(_spearman_matrix(a))
         kept: list[int] = []
+        blocked = np.zeros(a.shape[1], bool)  # too correlated with a feature already kept
         for j in np.argsort(-assoc, kind="mergesort"):
-            if all(corr[j, k] <= self.threshold for k in kept):
+            if not blocked[j]:
                 kept.append(int(j))
+                blocked |= corr[j] > self.threshold
         self.support_ = np.zeros(a.shape[1], bool)
         self.support_[kept] = True
         return self
@@ -162,9 +148,7 @@ class UnivariateFilter(ColumnSelector):
     def fit(self, X, y):
         from scipy import stats
 
-        X = _frame(X)
-        self.feature_names_in_ = self._names_in(X)
-        a = X.to_numpy(dtype=float)
+        a = self._validated(X)
         y = np.asarray(y).ravel()
         if a.shape[1] == 0:
             self.pvalues_ = np.zeros(0)
@@ -187,92 +171,21 @@ class UnivariateFilter(ColumnSelector):
         return self
 
 
-class ZScore(TransformerMixin, BaseEstimator):
-    """Standardise with the training mean and SD (SD 0 -> 1)."""
+class FoldPCA(PCA):
+    """scikit-learn's PCA with ``n_components`` capped at what the training fold offers (the
+    selection steps before it decide how many features reach it); components are named pc1, pc2..."""
 
-    def fit(self, X, y=None):
-        X = _frame(X)
-        self.feature_names_in_ = [str(c) for c in X.columns]
-        a = X.to_numpy(dtype=float)
-        self.mean_ = a.mean(axis=0)
-        sd = a.std(axis=0)
-        self.scale_ = np.where(sd > 0, sd, 1.0)
-        return self
-
-    def transform(self, X):
-        import pandas as pd
-
-        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
-        return pd.DataFrame((X.to_numpy(dtype=float) - self.mean_) / self.scale_,
-                            columns=self.feature_names_in_, index=X.index)
+    def _fit(self, X):
+        wanted = self.n_components
+        self.n_components = min(int(wanted), *np.shape(X))
+        try:
+            return super()._fit(X)
+        finally:
+            self.n_components = wanted
 
     def get_feature_names_out(self, input_features=None):
-        return np.array(self.feature_names_in_, dtype=object)
-
-
-class MedianImputer(TransformerMixin, BaseEstimator):
-    """Replace missing values with the training median (a column all-missing in training -> 0)."""
-
-    def fit(self, X, y=None):
-        X = _frame(X)
-        self.feature_names_in_ = [str(c) for c in X.columns]
-        a = X.to_numpy(dtype=float)
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(a, axis=0) if a.size else np.zeros(a.shape[1])
-        self.statistics_ = np.where(np.isfinite(med), med, 0.0)
-        return self
-
-    def transform(self, X):
-        import pandas as pd
-
-        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
-        a = X.to_numpy(dtype=float).copy()
-        bad = ~np.isfinite(a)
-        a[bad] = np.broadcast_to(self.statistics_, a.shape)[bad]
-        return pd.DataFrame(a, columns=self.feature_names_in_, index=X.index)
-
-    def get_feature_names_out(self, input_features=None):
-        return np.array(self.feature_names_in_, dtype=object)
-
-
-class PCAProjection(TransformerMixin, BaseEstimator):
-    """Principal components of the (standardised) features: an optional reduction for the many,
-    correlated deep features.  ``n_components`` <= 0 or None -> identity."""
-
-    def __init__(self, n_components: int | None = None):
-        self.n_components = n_components
-
-    def fit(self, X, y=None):
-        X = _frame(X)
-        self.feature_names_in_ = [str(c) for c in X.columns]
-        a = X.to_numpy(dtype=float)
-        self.mean_ = a.mean(axis=0)
-        if not self.n_components or self.n_components <= 0:
-            self.components_ = np.eye(a.shape[1])
-            self.names_out_ = list(self.feature_names_in_)
-            return self
-        k = int(min(self.n_components, a.shape[0], a.shape[1]))
-        _, _, vt = np.linalg.svd(a - self.mean_, full_matrices=False)
-        # deterministic sign: largest-magnitude loading positive
-        signs = np.sign(vt[np.arange(vt.shape[0]), np.argmax(np.abs(vt), axis=1)])
-        signs[signs == 0] = 1
-        self.components_ = (vt * signs[:, None])[:k]
-        self.names_out_ = [f"pc{i + 1}" for i in range(k)]
-        return self
-
-    def transform(self, X):
-        import pandas as pd
-
-        X = _frame(X, self.feature_names_in_).loc[:, self.feature_names_in_]
-        z = (X.to_numpy(dtype=float) - self.mean_) @ self.components_.T
-        return pd.DataFrame(z, columns=self.names_out_, index=X.index)
-
-    def get_feature_names_out(self, input_features=None):
-        return np.array(self.names_out_, dtype=object)
+        check_is_fitted(self, "components_")
+        return np.array([f"pc{i + 1}" for i in range(self.n_components_)], dtype=object)
 
 
 class LassoSelector(ColumnSelector):
@@ -295,9 +208,7 @@ class LassoSelector(ColumnSelector):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.model_selection import KFold, StratifiedKFold
 
-        X = _frame(X)
-        self.feature_names_in_ = self._names_in(X)
-        a = X.to_numpy(dtype=float)
+        a = self._validated(X)
         y = np.asarray(y).ravel()
         self.fallback_ = False
         if a.shape[1] == 0:
@@ -362,20 +273,30 @@ class SelectionConfig:
         return asdict(self)
 
 
+def median_imputer():
+    """Training median per column; a column all-missing in training is imputed with 0 (kept, so
+    the feature schema does not depend on the fold)."""
+    from sklearn.impute import SimpleImputer
+
+    return SimpleImputer(strategy="median", keep_empty_features=True)
+
+
 def selection_steps(config: SelectionConfig | None = None, *, whitelist: dict[str, bool] | None = None,
                     task: str = "classification", random_state: int = 0) -> list[tuple[str, Any]]:
     """The named pipeline steps, in the issue's order (imputation first: it is fitted too)."""
+    from sklearn.preprocessing import StandardScaler
+
     c = config or SelectionConfig()
     steps: list[tuple[str, Any]] = [
-        ("impute", MedianImputer()),
+        ("impute", median_imputer()),
         ("icc", ICCWhitelist(whitelist=whitelist, unknown=c.icc_unknown)),
         ("near_constant", NearConstantFilter(c.min_variance, c.max_mode_fraction)),
         ("redundancy", SpearmanRedundancy(c.spearman_threshold)),
         ("univariate", UnivariateFilter(c.univariate_alpha, c.min_keep, task)),
-        ("zscore", ZScore()),
+        ("zscore", StandardScaler()),
     ]
     if c.pca_components:
-        steps.append(("pca", PCAProjection(c.pca_components)))
+        steps.append(("pca", FoldPCA(int(c.pca_components), svd_solver="full")))
     if c.lasso:
         steps.append(("lasso", LassoSelector(c.lasso_cv, c.lasso_lambdas, task, random_state)))
     return steps

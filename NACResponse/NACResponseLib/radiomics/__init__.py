@@ -11,11 +11,20 @@ Public API::
 """
 
 from .cohort import CohortRadiomics, RoiSpec, extract_case, extract_cohort, make_tasks, plan_rois
-from .extractor import extract, get_extractor, quiet_pyradiomics
-from .params import DEFAULT, DEFAULT_2D, SHIPPED, is_2d, load_params, params_hash, shipped_path
-from .tables import delta_abs, delta_rel, long_table, split_wide_column, wide_table
+from .extractor import extract, get_extractor
+from .params import (
+           DEFAULT,
+           DEFAULT_2D,
+           SHIPPED,
+           is_2d,
+           load_params,
+           params_hash,
+           quiet_pyradiomics,
+           shipped_path,
+)
+from .tables import delta_abs, delta_rel, long_table, wide_table
 
 __all__ = ["DEFAULT", "DEFAULT_2D", "SHIPPED", "CohortRadiomics", "RoiSpec", "delta_abs", "delta_rel",
            "extract", "extract_case", "extract_cohort", "get_extractor", "is_2d", "load_params", "long_table",
-           "make_tasks", "params_hash", "plan_rois", "quiet_pyradiomics", "shipped_path", "split_wide_column",
+           "make_tasks", "params_hash", "plan_rois", "quiet_pyradiomics", "shipped_path",
            "wide_table"]

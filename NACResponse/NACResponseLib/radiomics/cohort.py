@@ -29,8 +29,10 @@ import numpy as np
 
 from ..errors import CancelledError, InputError
 from ..progress import CancelToken, ProgressCallback
+from ..stage import StageResult
+from ..study.store import StudyStore
 from .params import DEFAULT, DEFAULT_2D, SHIPPED, load_params, params_hash, shipped_path, with_settings
-from .tables import long_table, wide_table
+from .tables import ID_COLUMNS, long_table, wide_table
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +67,19 @@ class RoiSpec:
                 "reader": self.reader, "method": self.method, "label": int(self.label)}
 
 
-class CohortRadiomics:
-    """What :func:`extract_cohort` produced (tables are also in the store when ``write``).
+class CohortRadiomics(StageResult):
+    """What :func:`extract_cohort` produced: the stage contract (done / reused / failed ROIs,
+    tables written) plus the tables themselves.
 
     ``long``, ``wide`` and ``failures`` are pandas DataFrames; when a rerun changed nothing
     (``reused_tables``) they are the stored tables, read from the study on first access.
+    ``summary`` is the runner's :class:`~NACResponseLib.runner.RunSummary`.
     """
 
     def __init__(self, long=None, wide=None, failures=None, summary=None, provenance: dict[str, Any] | None = None,
                  rois: list[RoiSpec] | None = None, *, store=None):
+        super().__init__("radiomics", done=summary.computed if summary else 0, reused=summary.reused if summary else 0,
+                         failed=dict(summary.failures) if summary else {})
         self._frames = {TABLE_LONG: long, TABLE_WIDE: wide, TABLE_FAILURES: failures}
         self._store = store
         self.summary = summary  # runner.RunSummary
@@ -129,7 +135,7 @@ def _grid(path: Path) -> tuple | None:
     return grid
 
 
-def plan_rois(store, *, images: list[str] | None = None, readers: list[str] | None = None,
+def plan_rois(store: StudyStore, *, images: list[str] | None = None, readers: list[str] | None = None,
               methods: list[str] | None = None, timepoints: list[str] | None = None,
               patients: list[str] | None = None, resample_masks: bool = False) -> list[RoiSpec]:
     """The (image, mask) pairs to extract, in cohort order (see the module docstring for the rule)."""
@@ -205,13 +211,12 @@ def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict
     return loaded[0], loaded[1], described
 
 
-def make_tasks(store, rois: list[RoiSpec], params3d: dict, params2d: dict):
+def make_tasks(store: StudyStore, rois: list[RoiSpec], params3d: dict, params2d: dict):
     """Runner tasks for ``rois``; the digest uses study-relative names, so a moved study keeps results."""
-    from importlib import metadata
-
+    from ..provenance import radiomics_version
     from ..runner import Task
 
-    version = f"pyradiomics={metadata.version('pyradiomics')}"
+    version = radiomics_version()
     tasks = []
     for roi in rois:
         if roi.problem is not None:
@@ -297,7 +302,7 @@ def fingerprint(rois: list[RoiSpec], digests: dict[str, str], parameters: dict[s
                         "tables_version": TABLES_VERSION, "nacresponse": __version__})
 
 
-def _stored_provenance(store, value: str) -> dict[str, Any] | None:
+def _stored_provenance(store: StudyStore, value: str) -> dict[str, Any] | None:
     """The stored tables' provenance when all three exist and were written from exactly this
     fingerprint, else None."""
     found = None
@@ -314,7 +319,7 @@ def _stored_provenance(store, value: str) -> dict[str, Any] | None:
     return found
 
 
-def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
+def extract_cohort(store: StudyStore, params=None, params_2d=None, *, jobs: int | None = None, scheduler=None,
                    mode: str | None = None, images: list[str] | None = None, readers: list[str] | None = None,
                    methods: list[str] | None = None, timepoints: list[str] | None = None,
                    patients: list[str] | None = None, resample_masks: bool = False,
@@ -346,7 +351,7 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
                       "patients": patients, "resample_masks": resample_masks}
     run_id = store.start_run("radiomics", run_parameters) if write else None
     try:
-        summary = run_tasks(tasks, store.root / "work" / "radiomics", mode=mode, jobs=jobs, scheduler=scheduler,
+        summary = run_tasks(tasks, store.work_dir("radiomics"), mode=mode, jobs=jobs, scheduler=scheduler,
                             stage="radiomics", progress=progress, progress_mode=progress_mode, cancel=cancel,
                             preload=preload, cost=roi_cost)
     except CancelledError:
@@ -365,7 +370,8 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
         return CohortRadiomics(summary=summary, provenance=stored, rois=rois, store=store)
     result = _assemble(rois, summary)
     merged_from = None
-    merged = _merge_stored_rows(store, result, parameters) if write and patients else None
+    subset = any(x is not None for x in (images, readers, methods, timepoints, patients))
+    merged = _merge_stored_rows(store, result, parameters, resample_masks) if write and subset else None
     if merged is not None:
         long, wide, failures, merged_from = merged
         result = CohortRadiomics(long, wide, failures, summary, rois=rois)
@@ -377,24 +383,23 @@ def extract_cohort(store, params=None, params_2d=None, *, jobs: int | None = Non
                                 "merged_with_run": merged_from,
                                 "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
     if write:
-        store.write_table(TABLE_LONG, result.long, result.provenance)
-        store.write_table(TABLE_WIDE, result.wide, result.provenance)
-        store.write_table(TABLE_FAILURES, result.failures, result.provenance)
+        store.write_tables({TABLE_LONG: result.long, TABLE_WIDE: result.wide, TABLE_FAILURES: result.failures},
+                           result.provenance)
+        result.tables = list(TABLES)
         store.finish_run(run_id, status, summary.as_dict())
         store.audit("radiomics", target=f"table:{TABLE_LONG}",
                     details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
     return result
 
 
-def _merge_stored_rows(store, result: CohortRadiomics, parameters: dict[str, Any]):
-    """A run over some patients (e.g. the GUI's current case) must not drop the other patients'
-    rows from the study tables: keep the stored rows of every patient this run did not touch.
+def _merge_stored_rows(store: StudyStore, result: CohortRadiomics, parameters: dict[str, Any], resample_masks: bool):
+    """A run over a subset (some patients, readers, methods, timepoints or images; e.g. the GUI's
+    current case) must not narrow the study tables: keep every stored row of an ROI this run did
+    not plan, in the order a whole-cohort run writes them.
 
     Returns (long, wide, failures, run id of the stored tables), or None when none are stored.
     Refuses to mix rows extracted with different parameter files.
     """
-    import pandas as pd
-
     if not all(store.has_table(name) for name in TABLES):
         return None
     stored_prov = store.table_provenance(TABLE_LONG)
@@ -402,14 +407,20 @@ def _merge_stored_rows(store, result: CohortRadiomics, parameters: dict[str, Any
     for key in ("params_sha256", "params_2d_sha256", "resample_masks"):
         if stored_params.get(key) != parameters.get(key):
             raise InputError(f"{store.table_path(TABLE_LONG)}: the stored radiomics tables were extracted with other "
-                             f"parameters ({key} differs); rerun the whole cohort instead of a subset of patients")
-    touched = {r.patient_id for r in result.rois}
-    old_long, old_fail = store.read_table(TABLE_LONG), store.read_table(TABLE_FAILURES)
-    long = pd.concat([old_long[~old_long["patient_id"].isin(touched)], result.long], ignore_index=True)
-    rank = {pid: i for i, pid in enumerate(store.cohort.patients)}  # the order a whole-cohort run has
-    long = long.sort_values("patient_id", key=lambda c: c.map(rank), kind="stable").reset_index(drop=True)
-    failures = pd.concat([old_fail[~old_fail["patient_id"].isin(touched)], result.failures], ignore_index=True)
+                             f"parameters ({key} differs); rerun the whole cohort instead of a subset")
+    planned = [tuple(r.id_row().values()) for r in result.rois]
+    long = store.merged(TABLE_LONG, result.long, list(ID_COLUMNS), planned)
+    failures = store.merged(TABLE_FAILURES, result.failures, list(ID_COLUMNS), planned)
+    rank = {roi.key: i for i, roi in enumerate(plan_rois(store, resample_masks=resample_masks))}
+    long, failures = (_in_order(frame, rank) for frame in (long, failures))
     return long, wide_table(long), failures, stored_prov.get("run_id")
+
+
+def _in_order(frame, rank: dict[str, int]):
+    """Rows in whole-cohort plan order (rows the plan does not know last, in their order)."""
+    keys = ["/".join(str(v) for v in row) for row in frame[list(ID_COLUMNS)].itertuples(index=False, name=None)]
+    order = sorted(range(len(frame)), key=lambda i: rank.get(keys[i], len(rank)))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 def _assemble(rois: list[RoiSpec], summary) -> CohortRadiomics:
@@ -426,7 +437,7 @@ def _assemble(rois: list[RoiSpec], summary) -> CohortRadiomics:
     return CohortRadiomics(long=long, wide=wide, failures=failures, summary=summary, rois=rois)
 
 
-def extract_case(store, patient_id: str, params=None, params_2d=None, *, jobs: int | None = None,
+def extract_case(store: StudyStore, patient_id: str, params=None, params_2d=None, *, jobs: int | None = None,
                  scheduler=None, mode: str | None = None, images: list[str] | None = None,
                  readers: list[str] | None = None, timepoints: list[str] | None = None,
                  progress: ProgressCallback | None = None, cancel: CancelToken | None = None):

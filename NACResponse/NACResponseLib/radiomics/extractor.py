@@ -9,40 +9,15 @@ the IBSI pre-processing of :mod:`.ibsi_preprocessing` before pyradiomics runs.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError
-from .params import ibsi_settings, load_params, params_hash, pyradiomics_params, settings
+from .params import ibsi_settings, load_params, params_hash, pyradiomics_params, quiet_pyradiomics, settings
 
 _extractors: dict[str, Any] = {}
-
-
-class _DropKnownNoise(logging.Filter):
-    """pyradiomics warns on every ROI that Sum Average = 2 x Joint Average for a symmetrical GLCM."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "only 1 needs to be calculated" not in record.getMessage()
-
-
-_NOISE_FILTER = _DropKnownNoise()
-
-
-def quiet_pyradiomics() -> None:
-    """pyradiomics logs every step at INFO; keep warnings only (it is also faster).
-
-    Imports pyradiomics first: its ``__init__`` sets its logger to INFO.
-    """
-    import radiomics  # noqa: F401
-
-    for name in ("radiomics", "radiomics.glcm"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.WARNING)
-        if _NOISE_FILTER not in logger.filters:
-            logger.addFilter(_NOISE_FILTER)
 
 
 def get_extractor(params: dict[str, Any]):

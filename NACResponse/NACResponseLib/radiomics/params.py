@@ -5,12 +5,15 @@ A parameter set is the plain dict form of a pyradiomics parameter file (``imageT
 (IBSI pre-processing, :mod:`.ibsi_preprocessing`), which is removed before pyradiomics sees the
 dict.  Everything downstream (task hashes, provenance) works on this dict, so a YAML file and an
 equivalent JSON file give the same hash, and switching IBSI processing on or off recomputes.
+This is the lowest radiomics module that imports pyradiomics (to validate a set), so it also
+owns :func:`quiet_pyradiomics`, which the extractor calls too.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,30 @@ def _parse_file(path: Path) -> dict[str, Any]:
     return data
 
 
+class _DropKnownNoise(logging.Filter):
+    """pyradiomics warns on every ROI that Sum Average = 2 x Joint Average for a symmetrical GLCM."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "only 1 needs to be calculated" not in record.getMessage()
+
+
+_NOISE_FILTER = _DropKnownNoise()
+
+
+def quiet_pyradiomics() -> None:
+    """pyradiomics logs every step at INFO; keep warnings only (it is also faster).
+
+    Imports pyradiomics first: its ``__init__`` sets its logger to INFO.
+    """
+    import radiomics  # noqa: F401
+
+    for name in ("radiomics", "radiomics.glcm"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if _NOISE_FILTER not in logger.filters:
+            logger.addFilter(_NOISE_FILTER)
+
+
 _valid: set[str] = set()  # hashes of parameter dicts pyradiomics accepted in this process
 
 
@@ -98,8 +125,6 @@ def validate(params: dict[str, Any], where: str = "parameter dict") -> None:
 
         parse(params[IBSI_SECTION], where)
         check_conflicts(settings(params), where)
-    from .extractor import quiet_pyradiomics
-
     quiet_pyradiomics()
     from radiomics.featureextractor import RadiomicsFeatureExtractor
 

@@ -4,11 +4,11 @@ Column names are stable so later stages (ICC whitelist, models) can address feat
 
 * long table ``radiomics``: ``patient_id, timepoint, image, reader, method, label`` + one column
   per pyradiomics feature name (``original_firstorder_Mean``, ``wavelet-LLH_glcm_Contrast``).
-* wide table ``radiomics_wide``: ``patient_id, reader`` + ``<timepoint>__<image>__<feature>`` +
-  ``delta_abs__<tpA>_<tpB>__<image>__<feature>`` = B - A and
-  ``delta_rel__<tpA>_<tpB>__<image>__<feature>`` = (B - A) / |A|, for every pair of timepoints
-  with A before B.  When A == 0 the relative delta is 0 if B == 0 too, otherwise NaN (undefined,
-  never an infinity); NaN propagates.
+* wide table ``radiomics_wide``: ``patient_id, reader`` + value and delta columns named by
+  :mod:`NACResponseLib.columns` (``<timepoint>__<image>__<feature>``,
+  ``delta_abs__<tpA>_<tpB>__<image>__<feature>`` = B - A and ``delta_rel__...`` = (B - A) / |A|)
+  for every pair of timepoints with A before B.  When A == 0 the relative delta is 0 if B == 0
+  too, otherwise NaN (undefined, never an infinity); NaN propagates.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from ..columns import DELTA_ABS, DELTA_REL, delta_column, value_column, wide_reader_ids
 from ..study.model import timepoint_order
 
 ID_COLUMNS = ("patient_id", "timepoint", "image", "reader", "method", "label")
 WIDE_ID_COLUMNS = ("patient_id", "reader")
-SEP = "__"
 
 
-def feature_columns(frame) -> list[str]:
-    return [c for c in frame.columns if c not in ID_COLUMNS]
+def long_feature_columns(frame) -> list[str]:
+    """Feature columns of the long table (everything but its id columns and pyradiomics diagnostics)."""
+    return [c for c in frame.columns if c not in ID_COLUMNS and not str(c).startswith("diagnostics_")]
 
 
 def long_table(rows: list[dict[str, Any]], features: list[dict[str, float]]):
@@ -47,20 +48,6 @@ def long_table(rows: list[dict[str, Any]], features: list[dict[str, float]]):
     return pd.concat([ids.reset_index(drop=True), data], axis=1)
 
 
-def wide_reader_names(long) -> dict[tuple[str, str], str]:
-    """(reader, method) -> reader id used in the wide table.
-
-    A reader who segmented with one method keeps their name; a reader with several methods
-    (e.g. ``R1`` manual and ``R1`` corrected-monai) gets ``<reader>.<method>`` rows.
-    """
-    pairs = long[["reader", "method"]].drop_duplicates().itertuples(index=False)
-    pairs = [(str(r), str(m)) for r, m in pairs]
-    methods: dict[str, set[str]] = {}
-    for r, m in pairs:
-        methods.setdefault(r, set()).add(m)
-    return {(r, m): r if len(methods[r]) == 1 else f"{r}.{m}" for r, m in pairs}
-
-
 def wide_table(long, timepoints: list[str] | None = None, deltas: bool = True):
     """One row per (patient_id, reader); see the module docstring for column names.
 
@@ -69,11 +56,11 @@ def wide_table(long, timepoints: list[str] | None = None, deltas: bool = True):
     """
     import pandas as pd
 
-    feats = feature_columns(long)
+    feats = long_feature_columns(long)
     if long.empty:
         return pd.DataFrame(columns=list(WIDE_ID_COLUMNS))
-    names = wide_reader_names(long)
-    reader_id = [names[(str(r), str(m))] for r, m in zip(long["reader"], long["method"])]
+    reader_ids = wide_reader_ids(long[["reader", "method"]].drop_duplicates().itertuples(index=False))
+    reader_id = [reader_ids[(str(r), str(m))] for r, m in zip(long["reader"], long["method"])]
     frame = long.assign(_reader=reader_id)
     tps = timepoints or sorted(frame["timepoint"].unique(), key=timepoint_order)
     images = sorted(frame["image"].unique())
@@ -96,7 +83,7 @@ def wide_table(long, timepoints: list[str] | None = None, deltas: bool = True):
             if block is None:
                 continue
             keep = np.flatnonzero(~np.all(np.isnan(block), axis=0))
-            names += [f"{tp}{SEP}{image}{SEP}{feats[j]}" for j in keep]
+            names += [value_column(tp, feats[j], image) for j in keep]
             parts.append(block[:, keep])
     if deltas:
         for a, b in combinations(tps, 2):
@@ -107,8 +94,8 @@ def wide_table(long, timepoints: list[str] | None = None, deltas: bool = True):
                 keep = np.flatnonzero(~(np.all(np.isnan(va), axis=0) | np.all(np.isnan(vb), axis=0)))
                 # per feature: the absolute then the relative delta
                 for j in keep:
-                    names += [f"delta_abs{SEP}{a}_{b}{SEP}{image}{SEP}{feats[j]}",
-                              f"delta_rel{SEP}{a}_{b}{SEP}{image}{SEP}{feats[j]}"]
+                    names += [delta_column(DELTA_ABS, a, b, feats[j], image),
+                              delta_column(DELTA_REL, a, b, feats[j], image)]
                 pair = np.stack([delta_abs(va, vb)[:, keep], delta_rel(va, vb)[:, keep]], axis=2)
                 parts.append(pair.reshape(len(rows), 2 * len(keep)))
     ids = pd.DataFrame({"patient_id": np.array([r[0] for r in rows], dtype=object),
@@ -133,14 +120,3 @@ def delta_rel(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     zero = pre == 0
     out[zero] = np.where(post[zero] == 0, 0.0, np.nan)
     return out
-
-
-def split_wide_column(name: str) -> dict[str, str]:
-    """Parse a wide column name into its parts (kind, timepoints, image, feature)."""
-    parts = name.split(SEP)
-    if parts[0] in ("delta_abs", "delta_rel") and len(parts) == 4:
-        a, b = parts[1].split("_", 1)
-        return {"kind": parts[0], "tp_a": a, "tp_b": b, "image": parts[2], "feature": parts[3]}
-    if len(parts) == 3:
-        return {"kind": "value", "timepoint": parts[0], "image": parts[1], "feature": parts[2]}
-    raise ValueError(f"not a radiomics wide column: {name!r}")

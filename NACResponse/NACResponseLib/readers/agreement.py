@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError, NACError
+from ..segmentation.measurements import volume_ml
+from ..study.store import StudyStore
 
 log = logging.getLogger(__name__)
 
@@ -99,16 +101,12 @@ def surface_distances(a, b, spacing=None) -> dict[str, float]:
     }
 
 
-def volume_ml(mask, spacing) -> float:
-    """Mask volume in millilitres (voxel count x voxel volume in mm^3 / 1000)."""
-    return float(_binary(mask).sum()) * float(np.prod(np.asarray(spacing, dtype=float))) / 1000.0
-
-
 def compare_masks(a, b, spacing=None) -> dict[str, float]:
     """All spatial agreement measures of two masks on one grid (numpy arrays, spacing in array axis order)."""
     a, b = _binary(a), _binary(b)
     sp = _check_pair(a, b, spacing)
-    va, vb = volume_ml(a, sp), volume_ml(b, sp)
+    # measurements.volume_ml takes spacing in (x, y, z) order, the reverse of the array axes
+    va, vb = (volume_ml(m, None, tuple(reversed(sp))) for m in (a, b))
     out = {"dice": dice(a, b), "jaccard": jaccard(a, b)}
     if a.any() and b.any():
         out.update(surface_distances(a, b, sp))
@@ -220,7 +218,7 @@ def segmentation_sets(cohort, readers: Sequence[str] | None = None, methods: Seq
     return out
 
 
-def pairwise_agreement(store, sets: dict[tuple[str, str], dict[str, Any]] | None = None, *,
+def pairwise_agreement(store: StudyStore, sets: dict[tuple[str, str], dict[str, Any]] | None = None, *,
                        readers: Sequence[str] | None = None, progress=None, cancel=None):
     """Agreement for every reader pair and case of a study; per-case failures are recorded, not fatal.
 
@@ -338,72 +336,3 @@ def agreement_report(table, out_dir: str | Path, *, title: str = "Reader agreeme
             summary[cols].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0) if len(summary) else ""]
     body += [f"<img src='{_html.escape(link_prefix + p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
     return {"summary": summary, "figures": figures, "html": "\n".join(body)}
-
-
-def run_agreement(store, *, session: str | None = None, readers: Sequence[str] | None = None,
-                  extra: Sequence[tuple[str, str]] = (), consensus: str | None = None,
-                  timepoints: Sequence[str] | None = None, progress_mode: str | None = None,
-                  cancel=None) -> dict[str, Any]:
-    """Agreement of a study (or of one reader session): tables ``agreement`` and ``agreement_summary``
-    with provenance, figures and HTML under ``reports/agreement``.
-
-    ``consensus`` ("staple"/"majority") first builds that consensus reader from the same
-    segmentations and adds it to the comparison; ``extra`` adds (reader, method) pairs such as
-    ``("GT", "reference")``.  Masks of a reader session that is not complete are refused, with
-    or without ``session`` (blinding).
-    """
-    from dataclasses import asdict
-
-    from ..atomic import atomic_write_text
-    from ..progress import Progress
-    from ..provenance import collect
-    from .sessions import refuse_hidden_masks
-
-    sess = None
-    if session:
-        from .sessions import ReaderSession, session_segmentation_sets
-
-        sess = ReaderSession(store, session)
-        sets = session_segmentation_sets(sess)
-        if extra:
-            more = segmentation_sets(store.cohort, readers=[], methods=[], extra=extra)
-            for key, by_reader in more.items():
-                if key in sets:
-                    sets[key].update(by_reader)
-    else:
-        sets = segmentation_sets(store.cohort, readers, extra=extra)
-    if timepoints:
-        sets = {k: v for k, v in sets.items() if k[1] in timepoints}
-    if not sets:
-        raise InputError(f"{store.root}: no segmentations to compare (readers {readers or 'all manual'})")
-    refuse_hidden_masks(store, [s.path for v in sets.values() for s in v.values()], "agreement")
-    if consensus:
-        from .consensus import DEFAULT_READER_IDS, build_consensus
-
-        base = {k: {r: s for r, s in v.items() if s.method == "manual"} for k, v in sets.items()}
-        base = {k: v for k, v in base.items() if len(v) >= 2}
-        build_consensus(store, base, method=consensus, cancel=cancel)
-        cid = DEFAULT_READER_IDS[consensus]
-        for (pid, tp), by_reader in sets.items():
-            for seg in store.cohort[pid].timepoint(tp).segmentations_by(reader=cid, method="consensus"):
-                by_reader[cid] = seg
-    with Progress(len(sets), "agreement", mode=progress_mode) as progress:
-        table = pairwise_agreement(store, sets, progress=progress, cancel=cancel)
-    params = {"session": session, "readers": list(readers or []), "extra": [list(e) for e in extra],
-              "consensus": consensus, "timepoints": list(timepoints or []),
-              "conventions": {"hd95": "max of directed 95th percentiles", "msd": "symmetric pooled mean"}}
-    inputs = sorted({store.path(s.path) for v in sets.values() for s in v.values()})
-    extra_prov = {"session": {"name": sess.name, "spec": asdict(sess.spec), "status": sess.status()}} if sess else {}
-    prov = collect(step="agreement", parameters=params, inputs=inputs, base=store.root, extra=extra_prov)
-    store.write_table("agreement", table, prov)
-    report = agreement_report(table, store.reports_dir / "agreement")
-    store.write_table("agreement_summary", report["summary"], prov)
-    from ..study.tables_export import export_beside_report
-
-    tables = export_beside_report(store, ["agreement", "agreement_summary"], store.reports_dir / "agreement")
-    atomic_write_text(store.reports_dir / "agreement" / "agreement.html",
-                      "<!doctype html><meta charset='utf-8'><title>Reader agreement</title>"
-                      "<h1>Reader agreement</h1>" + report["html"] + tables)
-    failed = table.loc[table["error"] != "", ["patient_id", "timepoint", "reader_a", "reader_b", "error"]]
-    return {"table": table, "summary": report["summary"], "figures": report["figures"], "html": report["html"],
-            "failed": failed}

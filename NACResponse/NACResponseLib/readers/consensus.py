@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, NACError
+from ..paths import check_id
+from ..study.store import StudyStore
 
 METHODS = ("majority", "staple")
 DEFAULT_READER_IDS = {"majority": "MV", "staple": "STAPLE"}
@@ -73,7 +75,7 @@ def consensus_mask(masks: Sequence, method: str = "staple"):
     return image
 
 
-def build_consensus(store, sets: dict[tuple[str, str], dict[str, Any]], *, method: str = "staple",
+def build_consensus(store: StudyStore, sets: dict[tuple[str, str], dict[str, Any]], *, method: str = "staple",
                     reader_id: str | None = None, progress=None, cancel=None) -> dict[str, Any]:
     """Write a consensus per case into ``<study>/consensus/<reader_id>/`` and add it to the manifest.
 
@@ -86,7 +88,7 @@ def build_consensus(store, sets: dict[tuple[str, str], dict[str, Any]], *, metho
     from ..imageio import read_mask, write_image
     from ..provenance import now_iso
 
-    reader_id = reader_id or DEFAULT_READER_IDS.get(method, "CONSENSUS")
+    reader_id = check_id(reader_id or DEFAULT_READER_IDS.get(method, "CONSENSUS"), "consensus reader id")
     made, skipped, failed, rows = [], [], {}, []
     for (pid, tp), by_reader in sets.items():
         if cancel is not None:

@@ -2,32 +2,31 @@
 
 Inter-reader: the long ``radiomics`` table (one row per patient, timepoint, image, reader, method,
 label) is pivoted into a (cases x readers x features) array per image and passed to
-:mod:`NACResponseLib.readers.icc` in one pass.  The feature id is ``<image>__<pyradiomics feature name>``.
+:mod:`NACResponseLib.readers.icc` in one pass.  The feature id is ``<image>__<pyradiomics feature name>``
+(:func:`NACResponseLib.columns.make_feature_id`).
 
 Single reader: when a study has one reader, the same ICC is computed over *perturbations* of each
-case (Zwanenburg et al., Sci Rep 2019): the mask is eroded/dilated by a fraction of a millimetre,
-its contour randomised with smooth noise, and the image translated by sub-voxel shifts and rotated
-about the tumour centre; each perturbation acts as a "reader".  The perturbation generators are
-pure functions of SimpleITK images; re-extraction uses :func:`NACResponseLib.radiomics.extract`.
+case (Zwanenburg et al., Sci Rep 2019; generated and re-extracted in :mod:`.perturbation`); each
+perturbation acts as a "reader".
 
 Whitelist: store table ``icc_whitelist`` with ``feature, icc, ci_low, ci_high, form, kept, reason``
 (the chosen form; optionally the lower CI bound must pass), written with provenance.  A wide-table
-column ``<tp>__<image>__<feat>`` or delta column is kept when its ``<image>__<feat>`` suffix is kept
-(:func:`kept_columns`).
+column (value or delta) is kept when its feature id is kept (:func:`kept_columns`).
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, NACError
+from ..columns import feature_id, make_feature_id, split_feature_id
+from ..errors import InputError
+from ..radiomics.tables import long_feature_columns
+from ..study.store import StudyStore
 from .icc import ICC_FORMS, icc_table, normalise_form, ratings_from_long
 
-ID_COLUMNS = ("patient_id", "timepoint", "image", "reader", "method", "label")
 DEFAULT_FORM = "ICC2"
 DEFAULT_THRESHOLD = 0.80
 WHITELIST_COLUMNS = ["feature", "icc", "ci_low", "ci_high", "form", "kept", "reason"]
@@ -35,29 +34,19 @@ WHITELIST_COLUMNS = ["feature", "icc", "ci_low", "ci_high", "form", "kept", "rea
 
 # ---- feature naming ------------------------------------------------------------------------------
 
-def feature_columns(frame) -> list[str]:
-    """Feature columns of a long radiomics table (everything but the id columns and diagnostics)."""
-    return [c for c in frame.columns if c not in ID_COLUMNS and not str(c).startswith("diagnostics_")]
-
-
 def feature_parts(feature: str) -> dict[str, str]:
     """``dce_early__wavelet-LLH_glcm_Contrast`` -> image dce_early, filter wavelet, class glcm, name Contrast."""
-    image, _, name = feature.rpartition("__")
+    image, name = split_feature_id(feature)
     parts = name.split("_", 2)
     image_type = parts[0] if len(parts) == 3 else ""
     return {"image": image, "image_type": image_type, "filter": image_type.split("-")[0],
             "feature_class": parts[1] if len(parts) == 3 else "", "name": parts[-1]}
 
 
-def suffix_of(column: str) -> str:
-    """``<tp>__<image>__<feat>`` or ``delta_abs__<a>_<b>__<image>__<feat>`` -> ``<image>__<feat>``."""
-    return "__".join(str(column).split("__")[-2:])
-
-
 def kept_columns(columns: Iterable[str], whitelist) -> list[str]:
-    """Columns of a wide table whose ``<image>__<feature>`` suffix the whitelist keeps."""
+    """Columns of a wide table whose feature id the whitelist keeps."""
     kept = set(whitelist.loc[whitelist["kept"].astype(bool), "feature"])
-    return [c for c in columns if suffix_of(c) in kept]
+    return [c for c in columns if feature_id(c) in kept]
 
 
 # ---- ICC over readers ------------------------------------------------------------------------------
@@ -85,7 +74,7 @@ def radiomics_icc(frame, *, readers: Sequence[str] | None = None, methods: Seque
     if len(rater_ids) < 2:
         raise InputError(f"ICC over readers needs >= 2 readers; the radiomics table has {rater_ids} "
                          "(for a single reader use perturbation-based reproducibility: 'icc --perturb')")
-    feats = feature_columns(sub)
+    feats = long_feature_columns(sub)
     if not feats:
         raise InputError("radiomics table has no feature columns")
     sub = sub.assign(_target=sub["patient_id"].astype(str) + "/" + sub["timepoint"].astype(str)
@@ -94,7 +83,7 @@ def radiomics_icc(frame, *, readers: Sequence[str] | None = None, methods: Seque
     for image, part in sub.groupby("image", sort=True):
         x, _, _ = ratings_from_long(part, targets="_target", raters="reader", features=feats,
                                     rater_order=rater_ids)
-        tables.append(icc_table(x, [f"{image}__{f}" for f in feats], forms=forms, alpha=alpha))
+        tables.append(icc_table(x, [make_feature_id(image, f) for f in feats], forms=forms, alpha=alpha))
     out = pd.concat(tables, ignore_index=True)
     parts = pd.DataFrame([feature_parts(f) for f in out["feature"]])
     return pd.concat([out, parts[["image", "image_type", "filter", "feature_class"]]], axis=1)
@@ -125,7 +114,7 @@ def icc_filter(icc_long, *, form: str = DEFAULT_FORM, threshold: float = DEFAULT
     return sub[WHITELIST_COLUMNS].reset_index(drop=True)
 
 
-def write_whitelist(store, whitelist, icc_long=None, *, parameters: dict[str, Any] | None = None,
+def write_whitelist(store: StudyStore, whitelist, icc_long=None, *, parameters: dict[str, Any] | None = None,
                     session=None, inputs: Sequence[str] = ()) -> dict[str, Any]:
     """Write ``icc_whitelist`` (and the full ``icc`` table when given) with provenance.
 
@@ -148,200 +137,6 @@ def write_whitelist(store, whitelist, icc_long=None, *, parameters: dict[str, An
     kept = int(whitelist["kept"].sum())
     return {"features": len(whitelist), "kept": kept,
             "fraction_kept": kept / len(whitelist) if len(whitelist) else 0.0}
-
-
-# ---- perturbations (pure functions of SimpleITK images) ---------------------------------------------
-
-def _signed_distance(mask) -> np.ndarray:
-    """Voxel-centre signed distance in mm: -(distance to the nearest background voxel) inside,
-    +(distance to the nearest mask voxel) outside; thresholding at 0 gives the mask back."""
-    import SimpleITK as sitk
-    from scipy import ndimage
-
-    m = sitk.GetArrayFromImage(mask) != 0
-    spacing = tuple(reversed(mask.GetSpacing()))
-    if not m.any():
-        raise InputError("cannot perturb an empty mask")
-    inside = ndimage.distance_transform_edt(m, sampling=spacing)
-    outside = ndimage.distance_transform_edt(~m, sampling=spacing)
-    return np.where(m, -inside, outside)
-
-
-def _from_array(array: np.ndarray, like):
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(array.astype(np.uint8))
-    image.CopyInformation(like)
-    return image
-
-
-def grow_mask(mask, distance_mm: float):
-    """Dilate (> 0) or erode (< 0) a mask by a physical distance, honouring anisotropic spacing.
-
-    Dilation adds background voxels within ``distance_mm`` of a mask voxel; erosion removes mask
-    voxels within ``|distance_mm|`` of a background voxel.  An erosion that would empty the mask
-    returns the original mask unchanged.
-    """
-    sdm = _signed_distance(mask)
-    d = float(distance_mm)
-    out = (sdm <= d) if d >= 0 else (sdm < d)
-    if not out.any():
-        out = sdm < 0
-    return _from_array(out, mask)
-
-
-def randomise_contour(mask, rng: np.random.Generator, *, sigma_mm: float = 1.0, smoothing_mm: float = 3.0):
-    """Move the boundary by a smooth random field (SD ``sigma_mm``, correlation ``smoothing_mm``)."""
-    from scipy import ndimage
-
-    sdm = _signed_distance(mask)
-    spacing = np.asarray(tuple(reversed(mask.GetSpacing())), float)
-    field = ndimage.gaussian_filter(rng.standard_normal(sdm.shape), sigma=smoothing_mm / spacing)
-    sd = field.std()
-    field = field / sd * sigma_mm if sd > 0 else field
-    out = sdm + field < 0
-    if not out.any():
-        out = sdm < 0
-    return _from_array(out, mask)
-
-
-def _resample_pair(image, mask, transform):
-    import SimpleITK as sitk
-
-    stats = sitk.MinimumMaximumImageFilter()
-    stats.Execute(image)
-    moved = sitk.Resample(image, image, transform, sitk.sitkLinear, stats.GetMinimum(), sitk.sitkFloat32)
-    m = sitk.Resample(sitk.Cast(mask != 0, sitk.sitkFloat32), mask, transform, sitk.sitkLinear, 0.0)
-    binary = sitk.Cast(m >= 0.5, sitk.sitkUInt8)
-    binary.CopyInformation(mask)
-    if not np.any(sitk.GetArrayViewFromImage(binary)):
-        raise InputError("perturbation moved the mask out of the image")
-    return moved, binary
-
-
-def translate(image, mask, shift_mm: Sequence[float]):
-    """Shift image and mask together relative to the voxel grid (linear interpolation)."""
-    import SimpleITK as sitk
-
-    return _resample_pair(image, mask, sitk.TranslationTransform(image.GetDimension(), [float(s) for s in shift_mm]))
-
-
-def rotate(image, mask, angle_deg: float):
-    """Rotate image and mask together in the axial plane about the mask's centroid (3D) or centre (2D)."""
-    import SimpleITK as sitk
-
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(sitk.Cast(mask != 0, sitk.sitkUInt8))
-    centre = stats.GetCentroid(1)
-    angle = np.deg2rad(float(angle_deg))
-    if image.GetDimension() == 3:
-        transform = sitk.Euler3DTransform(centre, 0.0, 0.0, angle)
-    else:
-        transform = sitk.Euler2DTransform(centre, angle)
-    return _resample_pair(image, mask, transform)
-
-
-DEFAULT_PERTURBATIONS: dict[str, Any] = {
-    "grow_mm": (-0.5, 0.5),
-    "contour_noise": 2,  # number of randomised contours
-    "contour_sigma_mm": 1.0,
-    "translate_voxels": 0.5,  # fraction of a voxel, one diagonal shift
-    "rotate_deg": (-5.0, 5.0),
-}
-
-
-def perturbations(image, mask, *, seed: int = 0, config: dict[str, Any] | None = None):
-    """Named (image, mask) variants of one case: always the same names and order for every case.
-
-    Includes the unperturbed original first.  Config keys as in :data:`DEFAULT_PERTURBATIONS`.
-    """
-    cfg = {**DEFAULT_PERTURBATIONS, **(config or {})}
-    rng = np.random.default_rng(seed)
-    out = [("original", image, mask)]
-    for g in cfg["grow_mm"]:
-        out.append((f"grow_{g:+g}mm", image, grow_mask(mask, g)))
-    for i in range(int(cfg["contour_noise"])):
-        out.append((f"contour_{i + 1}", image, randomise_contour(mask, rng, sigma_mm=cfg["contour_sigma_mm"])))
-    if cfg["translate_voxels"]:
-        shift = [cfg["translate_voxels"] * s for s in image.GetSpacing()]
-        out.append(("translate", *translate(image, mask, shift)))
-    for a in cfg["rotate_deg"]:
-        out.append((f"rotate_{a:+g}deg", *rotate(image, mask, a)))
-    return out
-
-
-def _on_image_grid(mask, image):
-    import SimpleITK as sitk
-
-    from ..geometry import Geometry, geometry_differences
-
-    if not geometry_differences(Geometry.of(mask), Geometry.of(image)):
-        return mask
-    return sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-
-
-def perturbation_features(store, *, reader: str | None = None, method: str | None = None,
-                          images: Sequence[str] = ("dce_early",), timepoints: Sequence[str] | None = None,
-                          params=None, config: dict[str, Any] | None = None, seed: int = 0,
-                          extractor: Callable | None = None, progress=None, cancel=None):
-    """Radiomics of every perturbation of every case -> (long table with ``reader`` = perturbation, failures).
-
-    ``extractor(image, mask) -> {feature: value}`` defaults to
-    :func:`NACResponseLib.radiomics.extract` with ``params``.  The single reader's segmentation
-    (``reader``/``method``; default: the only manual reader) is perturbed; images on another grid
-    (e.g. ADC) get the perturbed mask resampled with nearest neighbour.
-    """
-    import pandas as pd
-    import SimpleITK as sitk
-
-    from ..imageio import read_image, read_mask
-
-    if extractor is None:
-        from ..radiomics import extract, load_params
-
-        resolved = params if isinstance(params, dict) else load_params(params)
-
-        def extractor(image, mask):
-            return extract(image, mask, resolved, label=1)
-
-    cohort = store.cohort
-    if reader is None:
-        manual = sorted({s.reader for p in cohort for t in p.timepoints.values() for s in t.segmentations
-                         if s.method == (method or "manual")})
-        if not manual:
-            raise InputError(f"{store.root}: no {method or 'manual'} segmentation to perturb")
-        reader = manual[0]
-    rows, failed = [], {}
-    for patient in cohort:
-        for tp in patient.ordered_timepoints():
-            if timepoints and tp.name not in timepoints:
-                continue
-            segs = tp.segmentations_by(reader=reader, method=method)
-            if not segs:
-                continue
-            if cancel is not None:
-                cancel.check()
-            seg = segs[0]
-            case = f"{patient.patient_id}/{tp.name}"
-            try:
-                mask = read_mask(store.path(seg.path), label=seg.label)
-                mask = sitk.Cast(mask == seg.label, sitk.sitkUInt8)
-                case_seed = int(np.random.SeedSequence([seed, zlib.crc32(case.encode())]).generate_state(1)[0])
-                for key in images:
-                    if not tp.has_image(key):
-                        continue
-                    image = read_image(store.path(tp.image(key).path))
-                    # perturb on each image's own grid (DWI/ADC are coarser than the reference)
-                    for name, img, m in perturbations(image, _on_image_grid(mask, image), seed=case_seed,
-                                                      config=config):
-                        feats = extractor(img, m)
-                        rows.append({"patient_id": patient.patient_id, "timepoint": tp.name, "image": key,
-                                     "reader": name, "method": "perturbation", "label": 1, **feats})
-            except NACError as exc:
-                failed[case] = str(exc)
-            if progress is not None:
-                progress.update(1, case)
-    return pd.DataFrame(rows), failed
 
 
 def perturbation_icc(features, *, forms: Sequence[str] = ICC_FORMS):
@@ -408,64 +203,3 @@ def icc_report(icc_long, whitelist, out_dir, *, form: str = DEFAULT_FORM, thresh
             by_group.to_html(index=False, float_format=lambda v: f"{v:.2f}", border=0)]
     body += [f"<img src='{_html.escape(link_prefix + p.name)}' alt='{_html.escape(p.stem)}'>" for p in figures]
     return {"kept": kept, "features": total, "by_group": by_group, "figures": figures, "html": "\n".join(body)}
-
-
-def run_icc(store, *, table: str = "radiomics", form: str = DEFAULT_FORM, threshold: float = DEFAULT_THRESHOLD,
-            use_ci_lower: bool = False, session: str | None = None, readers: Sequence[str] | None = None,
-            timepoints: Sequence[str] | None = None, perturb: bool = False, perturb_reader: str | None = None,
-            images: Sequence[str] = ("dce_early",), params=None, seed: int = 0, progress_mode: str | None = None,
-            cancel=None) -> dict[str, Any]:
-    """ICC filter of a study: reads the radiomics table (or re-extracts perturbations for a single
-    reader), writes ``icc`` and ``icc_whitelist`` with provenance, and figures under ``reports/icc``.
-
-    With ``session`` the readers default to the session's readers and its spec goes into the
-    provenance.  Returns the whitelist summary, the report HTML and per-case failures.
-    """
-    from ..atomic import atomic_write_text
-
-    form = normalise_form(form)
-    sess = None
-    if session:
-        from .sessions import ReaderSession
-
-        sess = ReaderSession(store, session)
-        readers = readers or sess.spec.readers
-    failed: dict[str, str] = {}
-    if perturb:
-        from ..progress import Progress
-
-        n_cases = sum(1 for p in store.cohort for t in p.timepoints.values()
-                      if not timepoints or t.name in timepoints)
-        with Progress(n_cases, "perturbation radiomics", mode=progress_mode) as progress:
-            features, failed = perturbation_features(store, reader=perturb_reader, images=images,
-                                                     timepoints=timepoints, params=params, seed=seed,
-                                                     progress=progress, cancel=cancel)
-        if features.empty:
-            raise InputError(f"{store.root}: no perturbation could be extracted ({failed})")
-        icc_long = perturbation_icc(features)
-        inputs: list[str] = []
-    else:
-        from .sessions import refuse_hidden_masks
-
-        frame = store.read_table(table)
-        used = set(map(tuple, frame[["patient_id", "timepoint", "reader"]].astype(str).drop_duplicates().values))
-        refuse_hidden_masks(store, [s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations
-                                    if (p.patient_id, t.name, s.reader) in used and (not readers or s.reader in readers)],
-                            "icc")
-        icc_long = radiomics_icc(frame, readers=readers, timepoints=timepoints)
-        inputs = [table]
-    whitelist = icc_filter(icc_long, form=form, threshold=threshold, use_ci_lower=use_ci_lower)
-    parameters = {"form": form, "threshold": threshold, "use_ci_lower": use_ci_lower, "table": table,
-                  "readers": list(readers or []), "timepoints": list(timepoints or []), "perturb": perturb,
-                  "images": list(images) if perturb else None, "seed": seed if perturb else None}
-    summary = write_whitelist(store, whitelist, icc_long, parameters=parameters, session=sess, inputs=inputs)
-    report = icc_report(icc_long, whitelist, store.reports_dir / "icc", form=form, threshold=threshold,
-                        use_ci_lower=use_ci_lower)
-    from ..study.tables_export import export_beside_report
-
-    tables = export_beside_report(store, [*inputs, "icc", "icc_whitelist"], store.reports_dir / "icc")
-    atomic_write_text(store.reports_dir / "icc" / "icc.html", "<!doctype html><meta charset='utf-8'>"
-                      "<title>Feature reproducibility (ICC)</title><h1>Feature reproducibility (ICC)</h1>"
-                      + report["html"] + tables)
-    return {**summary, "html": report["html"], "figures": report["figures"], "by_group": report["by_group"],
-            "failed": failed}

@@ -40,7 +40,6 @@ import hmac
 import json
 import os
 import platform
-import re
 import secrets
 import time
 import uuid
@@ -53,22 +52,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError
+from ..paths import check_id
 from ..provenance import now_iso, sha256_file
 from ..study.model import Segmentation, timepoint_order
 
 SESSIONS_DIR = "sessions"
-_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # never "." or "..": ids become folder names
-
-SESSION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS session_cases (
-    session_id TEXT NOT NULL, reader TEXT NOT NULL, case_id TEXT NOT NULL, position INTEGER NOT NULL,
-    status TEXT NOT NULL, first_started TEXT, opened_at REAL, finished TEXT, duration_s REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (session_id, reader, case_id));
-CREATE TABLE IF NOT EXISTS session_versions (
-    session_id TEXT NOT NULL, reader TEXT NOT NULL, case_id TEXT NOT NULL, version INTEGER NOT NULL,
-    path TEXT NOT NULL, sha256 TEXT NOT NULL, saved TEXT NOT NULL, source TEXT NOT NULL,
-    duration_s REAL, PRIMARY KEY (session_id, reader, case_id, version));
-"""
 
 STATUSES = ("todo", "open", "done")
 
@@ -121,15 +109,6 @@ class CaseAssignment:
     status: str
 
 
-def _check_id(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value):
-        raise InputError(f"{what} {value!r} may only contain letters, digits, '_', '.' and '-' (and is not '.' or '..')")
-    return value
-
-
-def _init_tables(store) -> None:
-    with store.catalogue() as db:
-        db.executescript(SESSION_SCHEMA)
 
 
 def _token_hash(token: str) -> str:
@@ -143,11 +122,6 @@ def os_identity() -> dict[str, str]:
     except (OSError, KeyError):  # no login name (some containers)
         user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return {"os_user": user, "host": platform.node()}
-
-
-def _audit(db, action: str, actor: str | None, target: str, details: dict[str, Any]) -> None:
-    db.execute("INSERT INTO audit_log (time, actor, action, target, details) VALUES (?,?,?,?,?)",
-               (now_iso(), actor, action, target, json.dumps(details, default=str)))
 
 
 # ---- creating and opening ---------------------------------------------------------------------
@@ -166,13 +140,12 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
     manifest is an error, unless ``adopt_existing``: then that segmentation becomes the reader's
     (read-only) result for the case, e.g. for delineations made before the session existed.
     """
-    _check_id(name, "session name")
-    readers = [_check_id(r, "reader id") for r in readers]
+    check_id(name, "session name")
+    readers = [check_id(r, "reader id") for r in readers]
     if not readers:
         raise InputError("a session needs at least one reader")
     if len(set(readers)) != len(readers):
         raise InputError(f"reader ids must be unique: {readers}")
-    _init_tables(store)
     cohort = store.cohort
     wanted = set(patients) if patients else None
     if wanted:
@@ -223,29 +196,24 @@ def create_session(store, name: str, readers: Sequence[str], *, patients: Sequen
                     db.execute("INSERT INTO session_versions VALUES (?,?,?,?,?,?,?,?,?)",
                                (session_id, r, cid, 1, seg.path, sha256_file(store.path(seg.path)), now_iso(),
                                 "manifest", None))
-        _audit(db, "session.create", None, f"session:{name}",
-               {"readers": readers, "cases": len(cases), "seed": seed, "reference": reference,
-                "adopted": {r: len(c) for r, c in existing.items()}, "tokens": bool(issued), **os_identity()})
+        store.audit("session.create", target=f"session:{name}", db=db,
+                    details={"readers": readers, "cases": len(cases), "seed": seed, "reference": reference,
+                             "adopted": {r: len(c) for r, c in existing.items()}, "tokens": bool(issued),
+                             **os_identity()})
     session = ReaderSession(store, name)
     session.issued_tokens = issued
     return session
 
 
 def list_sessions(store) -> list[str]:
-    _init_tables(store)
     with store.catalogue() as db:
         return [r[0] for r in db.execute("SELECT name FROM reader_sessions ORDER BY created, name")]
-
-
-def open_session(store, name: str) -> ReaderSession:
-    return ReaderSession(store, name)
 
 
 class ReaderSession:
     """One session of a study; every method that touches masks is scoped to one reader."""
 
     def __init__(self, store, name: str):
-        _init_tables(store)
         self.store = store
         with store.catalogue() as db:
             row = db.execute("SELECT session_id, spec FROM reader_sessions WHERE name=?", (name,)).fetchone()
@@ -345,7 +313,8 @@ class ReaderSession:
             db.execute("UPDATE session_cases SET status='open', opened_at=?, first_started=COALESCE(first_started,?) "
                        "WHERE session_id=? AND reader=? AND case_id=?",
                        (now, now_iso(), self.session_id, reader, cid))
-            _audit(db, "session.start", reader, f"session:{self.name}/{cid}", {"previous_status": row["status"]})
+            self.store.audit("session.start", actor=reader, target=f"session:{self.name}/{cid}", db=db,
+                             details={"previous_status": row["status"]})
         return self.assignment(reader, cid)
 
     def stop(self, reader: str, cid: str) -> float:
@@ -362,8 +331,8 @@ class ReaderSession:
             db.execute("UPDATE session_cases SET status=?, opened_at=NULL, duration_s=duration_s+? "
                        "WHERE session_id=? AND reader=? AND case_id=?",
                        ("done" if has_version else "todo", spent, self.session_id, reader, cid))
-            _audit(db, "session.stop", reader, f"session:{self.name}/{cid}",
-                   {"duration_s": round(spent, 3), "saved": bool(has_version)})
+            self.store.audit("session.stop", actor=reader, target=f"session:{self.name}/{cid}", db=db,
+                             details={"duration_s": round(spent, 3), "saved": bool(has_version)})
         return spent
 
     def save(self, reader: str, cid: str, mask, *, finish: bool = True, source: str = "session") -> Path:
@@ -423,9 +392,9 @@ class ReaderSession:
                            "WHERE session_id=? AND reader=? AND case_id=?",
                            (status, now if not finish else None, spent, status, now_iso(), now_iso(),
                             self.session_id, reader, cid))
-                _audit(db, "session.save", reader, f"session:{self.name}/{cid}",
-                       {"version": version, "path": version_rel, "duration_s": round(spent, 3),
-                        "finished": finish, "source": source, **os_identity()})
+                self.store.audit("session.save", actor=reader, target=f"session:{self.name}/{cid}", db=db,
+                                 details={"version": version, "path": version_rel, "duration_s": round(spent, 3),
+                                          "finished": finish, "source": source, **os_identity()})
                 # Last, inside the transaction: the current mask is replaced only when its version
                 # row is about to commit, and a failed replacement rolls the row back.
                 write_image(binary, self.store.path(current_rel))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .bundle import SegmentationModel, load_bundle, save_bundle
 from .ftv import FTVConfig, FTVResult, functional_tumour_volume
-from .inference import InferenceConfig, Prediction, bottleneck_feature_map, mask_on_grid, predict_case
+from .inference import InferenceConfig, Prediction, bottleneck_feature_map, mask_on_grid, segment_case
 from .measurements import (
     longest_inplane_diameter_mm,
     max_3d_diameter_mm,
@@ -25,5 +25,5 @@ __all__ = [
     "FTVConfig", "FTVResult", "InferenceConfig", "NetworkConfig", "Prediction", "PreprocessConfig",
     "SegmentationModel", "bottleneck_feature_map", "build_network", "functional_tumour_volume",
     "load_bundle", "longest_inplane_diameter_mm", "mask_on_grid", "max_3d_diameter_mm", "measure_mask",
-    "predict_case", "recist_category", "region_grow", "save_bundle", "volume_ml",
+    "segment_case", "recist_category", "region_grow", "save_bundle", "volume_ml",
 ]

@@ -20,9 +20,12 @@ import SimpleITK as sitk
 from ..atomic import atomic_write_text
 from ..errors import CancelledError, InputError
 from ..imageio import read_image, write_image
+from ..paths import check_id
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
+from ..stage import StageResult
 from ..study.model import ROLES, timepoint_order
+from ..study.store import StudyStore
 from .ftv import FTVConfig, functional_tumour_volume
 from .inference import InferenceConfig
 from .measurements import change_table, measure_mask
@@ -37,10 +40,11 @@ MEASUREMENTS_TABLE = "tumour_measurements"
 
 
 def output_path(patient_id: str, timepoint: str, reader: str, method: str, suffix: str = "") -> str:
+    check_id(reader, "reader id")  # it becomes a file name in the study
     return f"{SEG_DIR}/{patient_id}/{timepoint}/{reader}__{method}{suffix}.nii.gz"
 
 
-def _selected(store, patients: Iterable[str] | None, timepoints: Iterable[str] | None):
+def _selected(store: StudyStore, patients: Iterable[str] | None, timepoints: Iterable[str] | None):
     patients = set(patients) if patients else None
     timepoints = set(timepoints) if timepoints else None
     for patient in store.cohort:
@@ -55,32 +59,19 @@ def _has_modality(tp, modalities: set[str]) -> bool:
     return any(img.modality in modalities for img in tp.images)
 
 
-def _listed_paths(store) -> set[str]:
+def _listed_paths(store: StudyStore) -> set[str]:
     return {s.path for p in store.cohort for t in p.timepoints.values() for s in t.segmentations}
 
 
-def _write_provenance(store, rel: str, record: dict[str, Any]) -> None:
+def _write_provenance(store: StudyStore, rel: str, record: dict[str, Any]) -> None:
     atomic_write_text(store.path(rel + ".provenance.json"), json.dumps(record, indent=1, default=str))
     with store.catalogue() as db:
         db.execute("INSERT INTO provenance (target, created, record) VALUES (?,?,?)",
                    (f"segmentation:{rel}", now_iso(), json.dumps(record, default=str)))
 
 
-def _merge_table(store, name: str, frame, keys: list[str]):
-    """New rows replace old rows with the same keys; other old rows are kept."""
-    import pandas as pd
-
-    if store.has_table(name):
-        old = store.read_table(name)
-        if not old.empty and all(k in old for k in keys):
-            new_keys = set(map(tuple, frame[keys].astype(str).values.tolist()))
-            keep = [tuple(r) not in new_keys for r in old[keys].astype(str).values.tolist()]
-            frame = pd.concat([old[keep], frame], ignore_index=True)
-    return frame
-
-
 # ---- training -----------------------------------------------------------------------------------
-def cases_from_study(store, *, reader: str, method: str | None = None, channels: Iterable[str],
+def cases_from_study(store: StudyStore, *, reader: str, method: str | None = None, channels: Iterable[str],
                      patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None
                      ) -> tuple[list[TrainingCase], list[str]]:
     """Labelled cases (a segmentation by ``reader`` and every channel present) and skip reasons."""
@@ -102,7 +93,7 @@ def cases_from_study(store, *, reader: str, method: str | None = None, channels:
     return cases, skipped
 
 
-def train_from_study(store, out_dir: str | Path, *, reader: str, method: str | None = None,
+def train_from_study(store: StudyStore, out_dir: str | Path, *, reader: str, method: str | None = None,
                      config: TrainingConfig | None = None, patients: Iterable[str] | None = None,
                      timepoints: Iterable[str] | None = None, threads: int | None = None,
                      progress: Callable[[int, int, str], None] | None = None,
@@ -153,7 +144,7 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     import torch
 
     from ..study.store import StudyStore
-    from .inference import predict_case
+    from .inference import segment_case
 
     if threads:
         torch.set_num_threads(int(threads))
@@ -161,7 +152,7 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     model = _cached_model(model_dir, device)
     cfg = InferenceConfig(**{**config, "roi_size": tuple(config["roi_size"]) if config.get("roi_size") else None})
     name = f"{patient_id}/{timepoint}"
-    pred = predict_case(model, channels, cfg, name=name)
+    pred = segment_case(model, channels, cfg, name=name)
     out: dict[str, Any] = {"volume_ml": pred.volume_ml, "empty": pred.empty, "message": pred.message,
                            "path": None, "probability_path": None}
     if save_probability:
@@ -177,12 +168,17 @@ def predict_task(study_root: str, model_dir: str, patient_id: str, timepoint: st
     return out
 
 
-def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config: InferenceConfig | None = None,
+def segment_study(store: StudyStore, model_dir: str | Path, *, reader: str = "monai", config: InferenceConfig | None = None,
                   patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None,
                   save_probability: bool = False, mode: str = "serial", jobs: int | None = None,
                   device: str | None = None, threads: int | None = None,
-                  progress: Callable[[int, int, str], None] | None = None, cancel: CancelToken | None = None):
-    """Segment every selected case; add the masks to the manifest; return the result table."""
+                  progress: Callable[[int, int, str], None] | None = None,
+                  cancel: CancelToken | None = None) -> StageResult:
+    """Segment every selected case and add the masks to the manifest (table ``seg_predictions``).
+
+    A case whose mask is already listed is reused; an empty prediction counts as failed (it is
+    reported, nothing is added).  ``outputs["table"]``: this run's rows.
+    """
     import pandas as pd
 
     from ..runner import Task, run_tasks
@@ -215,7 +211,7 @@ def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config
         tasks.append(Task(key=f"{patient.patient_id}/{tp.name}", function=f"{__name__}:predict_task",
                           kwargs=kwargs, inputs=tuple(channels.values()), version=model.weights_sha256,
                           identity=identity, meta=base))
-    summary = run_tasks(tasks, store.root / "runs" / "seg_predict", mode=mode, jobs=jobs, stage="seg predict",
+    summary = run_tasks(tasks, store.work_dir("seg_predict"), mode=mode, jobs=jobs, stage="seg predict",
                         progress=progress, cancel=cancel)
     new_rows = []
     for task in tasks:
@@ -239,10 +235,21 @@ def predict_study(store, model_dir: str | Path, *, reader: str = "monai", config
                                         "volume_ml", "probability_path", "message"])
     provenance = collect(step="seg predict", parameters={"reader": reader, **config.to_dict()},
                          extra={"model": model.identity, "runner": summary.as_dict()})
-    store.write_table(PREDICTIONS_TABLE, _merge_table(store, PREDICTIONS_TABLE, frame,
-                                                      ["patient_id", "timepoint", "reader"]), provenance)
+    store.write_table(PREDICTIONS_TABLE, store.merged(PREDICTIONS_TABLE, frame, ["patient_id", "timepoint", "reader"]),
+                      provenance)
     store.audit("seg predict", target=str(model_dir), details={"added": len(new_rows), "failed": summary.failed})
-    return frame
+    return _stage_result("seg predict", frame, PREDICTIONS_TABLE, failed_status=("failed", "empty"))
+
+
+def _stage_result(stage: str, frame, table: str, failed_status=("failed",)) -> StageResult:
+    """Rows with a ``status`` column -> the stage contract (``exists`` = reused from an earlier run)."""
+    where = frame["patient_id"].astype(str) + "/" + frame["timepoint"].astype(str)
+    bad = frame["status"].isin(failed_status)
+    failed = {f"{w} ({s})" if s != "failed" else w: str(m) for w, s, m in
+              zip(where[bad], frame.loc[bad, "status"], frame.loc[bad, "message"])}
+    reused = int((frame["status"] == "exists").sum())
+    return StageResult(stage, done=int(len(frame) - bad.sum() - reused), reused=reused, failed=failed,
+                       tables=[table], outputs={"table": frame})
 
 
 # ---- functional tumour volume -------------------------------------------------------------------
@@ -258,11 +265,14 @@ def roi_box(mask: sitk.Image, margin_mm: float) -> tuple[int, ...] | None:
     return (int(lo[2]), int(lo[1]), int(lo[0]), int(hi[2]), int(hi[1]), int(hi[0]))
 
 
-def ftv_study(store, *, config: FTVConfig | None = None, roi_reader: str | None = None,
+def ftv_study(store: StudyStore, *, config: FTVConfig | None = None, roi_reader: str | None = None,
               roi_method: str | None = None, margin_mm: float = 10.0, reader: str = "ftv",
               patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None,
-              save_maps: bool = True, cancel: CancelToken | None = None):
-    """FTV for every case with DCE pre/early/late; the box is ``roi_reader``'s mask + margin (or the image)."""
+              save_maps: bool = True, cancel: CancelToken | None = None) -> StageResult:
+    """FTV for every case with DCE pre/early/late; the box is ``roi_reader``'s mask + margin (or the image).
+
+    Writes table ``ftv``; ``outputs["table"]``: this run's rows.
+    """
     import pandas as pd
 
     config = config or FTVConfig()
@@ -288,12 +298,11 @@ def ftv_study(store, *, config: FTVConfig | None = None, roi_reader: str | None 
     frame = _with_ftv_change(frame)
     provenance = collect(step="seg ftv", parameters={**config.to_dict(), "roi_reader": roi_reader,
                                                      "roi_method": roi_method, "margin_mm": margin_mm})
-    store.write_table(FTV_TABLE, _merge_table(store, FTV_TABLE, frame, ["patient_id", "timepoint", "reader"]),
-                      provenance)
-    return frame
+    store.write_table(FTV_TABLE, store.merged(FTV_TABLE, frame, ["patient_id", "timepoint", "reader"]), provenance)
+    return _stage_result("seg ftv", frame, FTV_TABLE)
 
 
-def _ftv_case(store, patient, tp, config, roi_reader, roi_method, margin_mm, reader, listed, save_maps,
+def _ftv_case(store: StudyStore, patient, tp, config, roi_reader, roi_method, margin_mm, reader, listed, save_maps,
               new_rows) -> dict[str, Any]:
     missing = [k for k in ("dce_pre", "dce_early", "dce_late") if not tp.has_image(k)]
     if missing:
@@ -344,9 +353,13 @@ def _with_ftv_change(frame):
 
 
 # ---- measurements -------------------------------------------------------------------------------
-def measure_study(store, *, readers: Iterable[str] | None = None, methods: Iterable[str] | None = None,
-                  patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None):
-    """Volume, diameters, change from baseline and RECIST category for every segmentation series."""
+def measure_study(store: StudyStore, *, readers: Iterable[str] | None = None, methods: Iterable[str] | None = None,
+                  patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None) -> StageResult:
+    """Volume, diameters, change from baseline and RECIST category for every segmentation series.
+
+    Writes table ``tumour_measurements`` (a run over a subset keeps the other rows);
+    ``outputs["table"]``: this run's rows.
+    """
     import pandas as pd
 
     readers = set(readers) if readers else None
@@ -373,8 +386,10 @@ def measure_study(store, *, readers: Iterable[str] | None = None, methods: Itera
                "volume_change_pct", "recist", "status", "message", "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["diameter_slice"] = frame["diameter_slice"].astype("Int64")
-    store.write_table(MEASUREMENTS_TABLE, frame,
+    subset = any(x is not None for x in (readers, methods, patients, timepoints))
+    stored = store.merged(MEASUREMENTS_TABLE, frame, ["patient_id", "timepoint", "reader", "method"]) if subset else frame
+    store.write_table(MEASUREMENTS_TABLE, stored,
                       collect(step="seg measure", parameters={"readers": sorted(readers or []),
                                                               "methods": sorted(methods or [])}))
-    return frame
+    return _stage_result("seg measure", frame, MEASUREMENTS_TABLE)
 

@@ -117,7 +117,7 @@ def predict_prepared(model: SegmentationModel, prepared: PreparedCase,
     return Prediction(mask=mask, probability=prob, volume_ml=volume, empty=empty, message=message)
 
 
-def predict_case(model: SegmentationModel, sources: ChannelSources, config: InferenceConfig | None = None,
+def segment_case(model: SegmentationModel, sources: ChannelSources, config: InferenceConfig | None = None,
                  name: str = "case") -> Prediction:
     """Segment one case.  ``sources``: image key -> path/image, or a list in the model's channel order.
 

@@ -109,16 +109,6 @@ def from_network_array(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
     return image
 
 
-def mask_round_trip(mask: sitk.Image, spacing: Sequence[float], orientation: str = "RAS") -> sitk.Image:
-    """A mask sent to the network grid and back (the geometry path of training + inference)."""
-    grid = network_grid(mask, spacing, orientation)
-    on_grid = resample_to(mask > 0, grid)
-    back = resample_to(on_grid, mask)
-    out = sitk.Cast(back >= 0.5, sitk.sitkUInt8)
-    out.CopyInformation(mask)
-    return out
-
-
 # ---- channels -----------------------------------------------------------------------------------
 ChannelSources = Mapping[str, "str | Path | sitk.Image"] | Sequence["str | Path | sitk.Image"]
 

@@ -13,7 +13,6 @@ import io
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import asdict
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -202,18 +201,6 @@ def cohort_from_rows(rows: list[dict[str, Any]], clinical: dict[str, dict[str, A
         patient.clinical = {k: v for k, v in values.items() if k not in OUTCOMES}
         patient.outcomes = {k: v for k, v in values.items() if k in OUTCOMES}
     return cohort
-
-
-def rows_from_cohort(cohort: Cohort) -> list[dict[str, Any]]:
-    rows = []
-    for patient in cohort:
-        for tp in patient.ordered_timepoints():
-            base = {"patient_id": patient.patient_id, "timepoint": tp.name, "date": tp.date, "cycle": tp.cycle}
-            for img in tp.images:
-                rows.append({**base, "kind": "image", **asdict(img)})
-            for seg in tp.segmentations:
-                rows.append({**base, "kind": "segmentation", **asdict(seg)})
-    return rows
 
 
 def write_manifest(rows: list[dict[str, Any]], path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""The embedded default store: one study folder.
+"""The embedded default store: one study folder, and the one owner of its layout.
 
 ::
 
@@ -6,9 +6,19 @@
       manifest.csv        files -> patient / timepoint / role (see manifest.py)
       clinical.csv        clinical variables and outcomes per patient
       images/ ...         imported images and segmentations (paths in the manifest are relative)
-      catalogue.sqlite    runs, reader sessions, audit log, provenance
+      segmentations/<patient>/<timepoint>/<reader>__<method>.nii.gz   masks made by `seg predict` / `seg ftv`
+      sessions/<session>/<reader>/...      reader-session masks and their saved versions
+      mc_edits/<patient>/<timepoint>/<image>.json   user corrections of the MC detections
+      deep/gradcam/<patient>/<timepoint>/<reader>__resnet50.nii.gz   Grad-CAM maps
+      catalogue.sqlite    runs, reader sessions and their cases/versions, audit log, provenance, table index
       tables/<name>.parquet   result tables; provenance is embedded in the Parquet metadata too
-      reports/ ...        validation report, figures, HTML reports
+      reports/ ...        validation report, figures, HTML reports (+ CSV copies of their tables),
+                          saved models (reports/models/)
+      dicom/<SeriesInstanceUID>.json   DICOM imports: series header records for DICOM SEG export
+      work/<stage>/       per-case results of runner stages (radiomics, seg_predict, mc_detect), one
+                          ``<digest>.json`` per case keyed by its inputs and parameters (runner.result_digest)
+      cache/<stage>/      per-case arrays of stages that batch outside the runner (deep_resnet50,
+                          deep_bottleneck), keyed the same way; work/ and cache/ may be deleted (recomputed)
 
 All file writes are atomic (see atomic.py); the catalogue uses SQLite transactions.
 """
@@ -54,6 +64,14 @@ CREATE TABLE IF NOT EXISTS provenance (
     id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, created TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tables (
     name TEXT PRIMARY KEY, path TEXT NOT NULL, rows INTEGER, columns INTEGER, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session_cases (
+    session_id TEXT NOT NULL, reader TEXT NOT NULL, case_id TEXT NOT NULL, position INTEGER NOT NULL,
+    status TEXT NOT NULL, first_started TEXT, opened_at REAL, finished TEXT, duration_s REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, reader, case_id));
+CREATE TABLE IF NOT EXISTS session_versions (
+    session_id TEXT NOT NULL, reader TEXT NOT NULL, case_id TEXT NOT NULL, version INTEGER NOT NULL,
+    path TEXT NOT NULL, sha256 TEXT NOT NULL, saved TEXT NOT NULL, source TEXT NOT NULL,
+    duration_s REAL, PRIMARY KEY (session_id, reader, case_id, version));
 """
 
 
@@ -137,6 +155,19 @@ class StudyStore:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    def work_dir(self, stage: str) -> Path:
+        """Per-case runner results of ``stage`` (``<digest>.json``; safe to delete, then recomputed)."""
+        return self._stage_dir("work", stage)
+
+    def cache_dir(self, stage: str) -> Path:
+        """Per-case arrays of ``stage`` computed outside the runner (safe to delete, then recomputed)."""
+        return self._stage_dir("cache", stage)
+
+    def _stage_dir(self, kind: str, stage: str) -> Path:
+        if not stage or any(part in ("", ".", "..") for part in Path(stage).parts) or Path(stage).is_absolute():
+            raise InputError(f"{stage!r} is not a stage name (folders under {self.root / kind})")
+        return self.root / kind / stage
+
     def table_path(self, name: str) -> Path:
         return self.tables_dir / f"{name}.parquet"
 
@@ -160,6 +191,54 @@ class StudyStore:
             db.execute("INSERT INTO provenance (target, created, record) VALUES (?,?,?)",
                        (f"table:{name}", now_iso(), json.dumps(provenance, default=str)))
         return path
+
+    def write_tables(self, frames: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Path]:
+        """Write tables that belong together (one result unit, e.g. ``mc_images`` + ``mc_detections``).
+
+        Each file is replaced atomically, but a kill can fall between two of them; so every table
+        of the unit carries the same ``unit`` id in its provenance and :meth:`check_together`
+        refuses a set that a killed run left half rewritten.
+        """
+        prov = {**provenance, "unit": uuid.uuid4().hex, "unit_tables": sorted(frames)}
+        return {name: self.write_table(name, frame, prov) for name, frame in frames.items()}
+
+    def together(self, names: list[str] | tuple[str, ...]) -> bool:
+        """True when every table exists and all were written by one :meth:`write_tables` call."""
+        if not all(self.has_table(n) for n in names):
+            return False
+        units = {self.table_provenance(n).get("unit") for n in names}
+        return len(units) == 1 and None not in units
+
+    def check_together(self, names: list[str] | tuple[str, ...], step: str) -> None:
+        """InputError naming the tables when they do not form one complete result unit."""
+        missing = [n for n in names if not self.has_table(n)]
+        if missing:
+            raise InputError(f"{self.tables_dir}: table(s) {missing} not found (run '{step}' first)")
+        if not self.together(names):
+            raise InputError(f"{self.tables_dir}: tables {list(names)} were not written by the same run "
+                             f"(an interrupted '{step}'?); rerun '{step}'")
+
+    def merged(self, name: str, frame, keys: list[str], replaced=None):
+        """``frame`` plus the stored rows of table ``name`` that this run did not redo.
+
+        A run over a subset (some patients, readers, timepoints or images) must not narrow the
+        study table: stored rows are dropped only when their ``keys`` tuple is in ``replaced``
+        (default: the keys present in ``frame``), i.e. when this run planned that case, whether it
+        succeeded now or failed.  Keys are compared as strings.
+        """
+        import pandas as pd
+
+        if not self.has_table(name):
+            return frame.reset_index(drop=True)
+        old = self.read_table(name)
+        if old.empty or not all(k in old.columns for k in keys):
+            return frame.reset_index(drop=True)
+        if replaced is None:
+            replaced = frame[keys].astype(str).itertuples(index=False, name=None)
+        replaced = {tuple(str(v) for v in key) for key in replaced}
+        keep = [key not in replaced for key in old[keys].astype(str).itertuples(index=False, name=None)]
+        parts = [p for p in (old[keep], frame) if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else frame.reset_index(drop=True)
 
     def read_table(self, name: str):
         import pandas as pd
@@ -195,10 +274,16 @@ class StudyStore:
             db.close()
 
     def audit(self, action: str, *, actor: str | None = None, target: str | None = None,
-              details: dict[str, Any] | None = None) -> None:
-        with self.catalogue() as db:
-            db.execute("INSERT INTO audit_log (time, actor, action, target, details) VALUES (?,?,?,?,?)",
-                       (now_iso(), actor, action, target, json.dumps(details or {}, default=str)))
+              details: dict[str, Any] | None = None, db: sqlite3.Connection | None = None) -> None:
+        """Append to the audit log; inside the caller's transaction when ``db`` is given (so the
+        entry commits or rolls back with the change it records)."""
+        row = (now_iso(), actor, action, target, json.dumps(details or {}, default=str))
+        sql = "INSERT INTO audit_log (time, actor, action, target, details) VALUES (?,?,?,?,?)"
+        if db is not None:
+            db.execute(sql, row)
+            return
+        with self.catalogue() as own:
+            own.execute(sql, row)
 
     def audit_log(self) -> list[dict[str, Any]]:
         with self.catalogue() as db:

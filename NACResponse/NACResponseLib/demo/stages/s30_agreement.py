@@ -19,8 +19,8 @@ SESSION = "demo_R1_R2"
 
 
 def run(ctx) -> dict:
-    from ...readers.agreement import run_agreement
-    from ...readers.reproducibility import DEFAULT_FORM, DEFAULT_THRESHOLD, run_icc
+    from ...readers.cohort import run_agreement, run_icc
+    from ...readers.reproducibility import DEFAULT_FORM, DEFAULT_THRESHOLD
 
     store = ctx.study
     if store is None:
@@ -33,28 +33,28 @@ def run(ctx) -> dict:
     result: dict = {"session": SESSION, "cases": len(session.spec.cases), "complete": session.complete}
 
     agree = run_agreement(store, session=SESSION, extra=[("GT", "reference")], progress_mode="none")
-    summary = agree["summary"].set_index(["reader_a", "reader_b"])
+    summary = agree.outputs["summary"].set_index(["reader_a", "reader_b"])
     if ("R1", "R2") in summary.index:
         r = summary.loc[("R1", "R2")]
         result.update({"dice_median_R1_R2": round(float(r["dice_median"]), 3),
                        "hd95_median_mm_R1_R2": round(float(r["hd95_mm_median"]), 2),
                        "volume_bias_ml_R1_R2": round(float(r.get("volume_bias_ml", float("nan"))), 3)})
-    result["agreement_failures"] = int(len(agree["failed"]))
+    result["agreement_failures"] = len(agree.failed)
     prefix = os.path.relpath(store.reports_dir / "agreement", ctx.out_dir).replace(os.sep, "/") + "/"
     parts = [f"<p>Session <code>{SESSION}</code>: readers R1 and R2 (seeded random case orders, seed {ctx.seed}), "
              f"{len(session.spec.cases)} cases; status "
              + ", ".join(f"{html.escape(k)} {v['done']}/{v['total']} done" for k, v in status.items())
              + ". The synthetic readers' delineations were adopted into the session; GT is the simulated truth."
              "</p><h3>Spatial agreement</h3>",
-             agree["html"].replace("<img src='", f"<img src='{prefix}")]
+             agree.outputs["html"].replace("<img src='", f"<img src='{prefix}")]
 
     if store.has_table("radiomics"):
         icc = run_icc(store, session=SESSION, form=DEFAULT_FORM, threshold=DEFAULT_THRESHOLD, progress_mode="none")
-        result.update({"features": icc["features"], "features_kept": icc["kept"],
-                       "fraction_kept": round(icc["fraction_kept"], 3)})
+        result.update({"features": icc.outputs["features"], "features_kept": icc.outputs["kept"],
+                       "fraction_kept": round(icc.outputs["fraction_kept"], 3)})
         prefix = os.path.relpath(store.reports_dir / "icc", ctx.out_dir).replace(os.sep, "/") + "/"
         parts += ["<h3>Feature reproducibility: ICC(2,1) over R1 and R2</h3>",
-                  icc["html"].replace("<img src='", f"<img src='{prefix}"),
+                  icc.outputs["html"].replace("<img src='", f"<img src='{prefix}"),
                   "<p>The whitelist is the study table <code>icc_whitelist</code>; modelling keeps only "
                   "features (and their deltas) marked kept.</p>"]
     else:

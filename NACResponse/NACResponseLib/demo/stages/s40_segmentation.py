@@ -13,7 +13,7 @@ TITLE = "Tumour segmentation: MONAI training and inference, FTV, RECIST"
 
 def run(ctx) -> dict:
     from ...segmentation.bundle import read_metadata
-    from ...segmentation.cohort import ftv_study, measure_study, predict_study, train_from_study
+    from ...segmentation.cohort import ftv_study, measure_study, segment_study, train_from_study
     from ...segmentation.inference import InferenceConfig
     from ...segmentation.training import TrainingConfig, dice
 
@@ -32,8 +32,8 @@ def run(ctx) -> dict:
                          threads=threads)
     metrics = read_metadata(model_dir)["nacresponse"]["metrics"]
     train_s = time.perf_counter() - start
-    predictions = predict_study(store, model_dir, patients=test, config=InferenceConfig(tta=False),
-                                threads=threads)
+    predictions = segment_study(store, model_dir, patients=test, config=InferenceConfig(tta=False),
+                                threads=threads).outputs["table"]
     cohort = store.cohort
     rows = []
     for _, r in predictions.iterrows():
@@ -44,8 +44,8 @@ def run(ctx) -> dict:
         rows.append((r["patient_id"], r["timepoint"], r["status"], float(gt.sum()) * 2e-3, dice(pred, gt)))
     measurable = [d for *_, vol, d in rows if vol >= 1.0]
     infer_s = time.perf_counter() - start - train_s
-    ftv = ftv_study(store, roi_reader="R1", patients=test + train[:2])
-    measures = measure_study(store, readers=["GT", "R1", "monai"], patients=test + train[:2])
+    ftv = ftv_study(store, roi_reader="R1", patients=test + train[:2]).outputs["table"]
+    measures = measure_study(store, readers=["GT", "R1", "monai"], patients=test + train[:2]).outputs["table"]
     recist = measures[measures["reader"] == "GT"]["recist"].value_counts().to_dict()
     table = "".join(f"<tr><td>{html.escape(p)}</td><td>{t}</td><td>{s}</td><td>{v:.2f}</td><td>{d:.3f}</td></tr>"
                     for p, t, s, v, d in rows)

@@ -95,14 +95,14 @@ def run(ctx) -> dict:
         bundle = _untrained_bundle(ctx.out_dir / UNTRAINED, ctx.seed)
     t = time.perf_counter()
     bott = extract_bottleneck(store, bundle)
-    summary["bottleneck"] = {"model": str(bundle), "trained": trained, "rois": bott.computed + bott.cached,
-                             "failed": len(bott.failures), "seconds": round(time.perf_counter() - t, 1)}
-    shape = bott.table.shape if bott.table is not None else (0, 0)
+    summary["bottleneck"] = {"model": str(bundle), "trained": trained, "rois": bott.done + bott.reused,
+                             "failed": len(bott.failed), "seconds": round(time.perf_counter() - t, 1)}
+    shape = bott.outputs["table"].shape if bott.outputs["table"] is not None else (0, 0)
     body.append(
         f"<p><b>Bottleneck features</b> from <code>{html.escape(str(bundle))}</code>"
         + ("" if trained else " — <b>an UNTRAINED network</b> (no trained segmentation bundle was found), so "
            "these features only demonstrate the pipeline")
-        + f": {summary['bottleneck']['rois']} ROIs, {len(bott.failures)} failed, "
+        + f": {summary['bottleneck']['rois']} ROIs, {len(bott.failed)} failed, "
         f"{summary['bottleneck']['seconds']} s. Table <code>deep_bottleneck</code> {shape[0]} x {shape[1]} "
         "(mean and max of each bottleneck channel inside the tumour, per timepoint, plus deltas).</p>")
 
@@ -113,15 +113,15 @@ def run(ctx) -> dict:
     res = extract_resnet50(store, random_weights=True, readers=readers, timepoints=timepoints,
                            threads=available_cores())
     seconds = time.perf_counter() - t
-    n = res.computed + res.cached
-    summary["resnet50"] = {"random_weights": True, "rois": n, "computed": res.computed, "failed": len(res.failures),
-                           "seconds": round(seconds, 1), "engine": res.provenance.get("engine")}
-    shape = res.table.shape if res.table is not None else (0, 0)
-    rate = f", {res.computed / seconds:.1f} ROIs/s including reading and resampling" if res.computed else ""
+    n = res.done + res.reused
+    summary["resnet50"] = {"random_weights": True, "rois": n, "computed": res.done, "failed": len(res.failed),
+                           "seconds": round(seconds, 1), "engine": res.outputs["provenance"].get("engine")}
+    shape = res.outputs["table"].shape if res.outputs["table"] is not None else (0, 0)
+    rate = f", {res.done / seconds:.1f} ROIs/s including reading and resampling" if res.done else ""
     body.append(
         "<p><b>ResNet-50 descriptors with RANDOM weights</b> (testing only: no ImageNet weights are shipped; "
         "give the torchvision checkpoint with <code>nacresponse features deep STUDY --weights FILE</code>): "
-        f"reader {', '.join(readers)}, timepoints {', '.join(timepoints)}, {n} ROIs, {len(res.failures)} failed"
+        f"reader {', '.join(readers)}, timepoints {', '.join(timepoints)}, {n} ROIs, {len(res.failed)} failed"
         f"{rate}. Table <code>deep_resnet50</code> {shape[0]} x {shape[1]}; the provenance marks the weights "
         "as random.</p>")
     try:
@@ -129,7 +129,7 @@ def run(ctx) -> dict:
         body.append(f"<p><img src='{html.escape(png)}' alt='Grad-CAM'></p>")
     except Exception as exc:  # a figure must not fail the stage
         body.append(f"<p>Grad-CAM figure not drawn: {html.escape(str(exc))}</p>")
-    failures = (bott.failures + res.failures)[:10]
+    failures = (bott.outputs["failures"] + res.outputs["failures"])[:10]
     if failures:
         body.append("<p>Failed ROIs (first 10):</p><ul>"
                     + "".join(f"<li>{html.escape(f['error'])}</li>" for f in failures) + "</ul>")

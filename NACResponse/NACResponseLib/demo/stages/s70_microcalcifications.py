@@ -2,7 +2,7 @@
 
 Detects MCs on every mammogram of the study, clusters them, compares pre with post per patient
 side (RESMIN categories), takes the tumour RECIST category from the segmentation measurements
-(issue 5's API) and flags discordant cases.  When the generator's ``ground_truth.json`` is present
+(segmentation.measurements) and flags discordant cases.  When the generator's ``ground_truth.json`` is present
 the detections are also scored against the true MC positions (FROC sensitivity, extent error).
 """
 
@@ -20,7 +20,7 @@ TITLE = "Microcalcifications: extent before and after NAC (RESMIN)"
 
 
 def run(ctx) -> dict:
-    from ...mc.cohort import compare_study, detect_study, extent_study, load_mammogram, mammograms
+    from ...mc.cohort import compare_study, detect_study, extent_study, mammograms, resmin_panels
     from ...mc.longitudinal import RESMIN_RULE
     from ...mc.overlays import render_overlay
 
@@ -34,32 +34,21 @@ def run(ctx) -> dict:
     det = detect_study(store, progress_mode="none")
     ext = extent_study(store)
     cmp = compare_study(store)
-    resmin = cmp["resmin"]
-    result = {"mammograms": len(items), "failed": len(det["failed"]), "clusters": ext["clusters"],
+    resmin = cmp.outputs["resmin"]
+    result = {"mammograms": len(items), "failed": len(det.failed), "clusters": ext.outputs["clusters"],
               "patient_sides": int(len(resmin)), "resmin_flagged": int(resmin["resmin_flag"].sum()) if len(resmin) else 0}
     result.update(_validate(ctx, store))
 
     out = store.reports_dir / "mc"
     mcs, clusters = store.read_table("mc_mcs"), store.read_table("mc_clusters")
     figs = []
-    by_key = {(pid, tp, img.key): img for pid, tp, img in items}
     for row in resmin.itertuples():
-        view = row.residual_view or "CC"
-        key = f"mg_{view.lower()}_{row.laterality}"
-        panels = []
-        for tp in ("pre", "post"):
-            img = by_key.get((row.patient_id, tp, key))
-            if img is None:
-                continue
-            arr, s, _ = load_mammogram(store.path(img.path), manifest_spacing_mm=img.pixel_spacing_mm)
-            sel = (mcs["patient_id"] == row.patient_id) & (mcs["timepoint"] == tp) & (mcs["image"] == key)
-            csel = (clusters["patient_id"] == row.patient_id) & (clusters["timepoint"] == tp) & (clusters["image"] == key)
-            panels.append({"image": arr, "spacing_mm": s, "mcs": mcs[sel], "clusters": clusters[csel],
-                           "title": f"{tp}: {int(csel.sum())} cluster(s)"})
+        panels = resmin_panels(store, row, mcs, clusters)
         if len(panels) == 2:
             flag = " - RESMIN" if row.resmin_flag else ""
-            png = render_overlay(out / f"{row.patient_id}_{key}.png", panels, crop=True,
-                                 suptitle=f"{row.patient_id} {key}: MC {row.mc_category}, tumour {row.tumour_recist}{flag}")
+            png = render_overlay(out / f"{row.patient_id}_{panels[0]['key']}.png", panels, crop=True,
+                                 suptitle=f"{row.patient_id} {panels[0]['key']}: MC {row.mc_category}, "
+                                 f"tumour {row.tumour_recist}{flag}")
             figs.append((row, png))
 
     rel = os.path.relpath(out, ctx.out_dir).replace(os.sep, "/")

@@ -1,0 +1,1 @@
+"""Reports that read every domain of a study: the per-case page for the tumour board."""

@@ -1,0 +1,229 @@
+"""``nacresponse report case``: every section is on the page and its numbers equal the study's
+tables, read here independently (pandas on the Parquet files, the ``model predict`` command)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from NACResponseLib.cli import main
+
+
+class _Tables(HTMLParser):
+    """{table id: [[cell text, ...], ...]} and the ids of sections, images and scripts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.sections, self.images, self.scripts = {}, [], 0, {}
+        self._table = self._row = self._cell = self._script = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table":
+            self._table = self.tables.setdefault(a.get("id"), [])
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+            self._table.append(self._row)
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "section":
+            self.sections.append(a.get("id"))
+        elif tag == "img" and a.get("src", "").startswith("data:image/png;base64,"):
+            self.images += 1
+        elif tag == "script":
+            self._script = a.get("id")
+            self.scripts[self._script] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "script":
+            self._script = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._script is not None:
+            self.scripts[self._script] += data
+
+
+def _parse(path) -> _Tables:
+    p = _Tables()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def _fake_dlr(store, patient_id: str) -> None:
+    """A DLR bundle's metadata and its stored prediction (the report reads, never runs, DLR models)."""
+    folder = store.root / "models" / "dlr_c2"
+    (folder / "configs").mkdir(parents=True)
+    meta = {"name": "DLR-2", "nacresponse": {"kind": "dlr", "input": {"step": "c2", "baseline": "pre"},
+                                             "weights_sha256": "ab" * 32, "operating_points": {}}}
+    (folder / "configs" / "metadata.json").write_text(json.dumps(meta))
+    from NACResponseLib.provenance import collect
+
+    rows = pd.DataFrame([{"patient_id": patient_id, "model": "DLR-2", "step": "c2", "probability": 0.6173,
+                          "class_dlr": "responder", "threshold_dlr": 0.41}])
+    store.write_table("dlr_predictions", rows, collect(step="test"))
+
+
+def _gradcam_map(store, patient_id: str) -> None:
+    """A map on the DCE-early grid, hot inside the tumour (as features deep --gradcam writes them)."""
+    tp = store.cohort[patient_id].timepoints["pre"]
+    seg = tp.segmentations_by("R1")[0]
+    mask = sitk.ReadImage(str(store.path(seg.path)))
+    heat = (sitk.GetArrayFromImage(mask) == seg.label).astype(np.float32)
+    out = sitk.GetImageFromArray(heat)
+    out.CopyInformation(mask)
+    path = store.root / "deep" / "gradcam" / patient_id / "pre" / "R1__resnet50.nii.gz"
+    path.parent.mkdir(parents=True)
+    sitk.WriteImage(out, str(path))
+
+
+@pytest.fixture(scope="module")
+def study(synthetic_study, tmp_path_factory):
+    from NACResponseLib.modelling.cohort import train_study_model
+    from NACResponseLib.study.store import StudyStore
+
+    dest = tmp_path_factory.mktemp("case") / "study"
+    shutil.copytree(synthetic_study.root, dest)
+    store = StudyStore(dest)
+    for args in (["seg", "measure"], ["mc", "detect"], ["mc", "extent"], ["mc", "compare"]):
+        assert main(["--progress", "none", *args, str(dest)]) == 0
+    train_study_model(store, dest / "models" / "pcr_clinical_logistic", kind="clinical", n_splits=2)
+    return store
+
+
+def _mg_patient(store) -> str:
+    resmin = pd.read_parquet(store.root / "tables" / "mc_resmin.parquet")
+    if not len(resmin):
+        pytest.skip("the small synthetic study has no compared mammograms")
+    return str(resmin["patient_id"].iloc[0])
+
+
+@pytest.mark.slow
+def test_case_report_sections_match_the_tables(study, tmp_path, capsys):
+    pid = _mg_patient(study)
+    _fake_dlr(study, pid)
+    _gradcam_map(study, pid)
+    out = tmp_path / "case.html"
+    assert main(["--progress", "none", "report", "case", str(study.root), "--patient", pid, "--out", str(out),
+                 "--pdf"]) == 0
+    page = _parse(out)
+    assert page.sections == [f"section-{s}" for s in ("patient", "images", "measurements", "models", "gradcam",
+                                                      "mammograms", "provenance")]
+    assert page.images >= 3  # delineations, Grad-CAM, mammograms
+    assert out.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+
+    # volume, longest diameter, changes and RECIST: every reader's series equals tumour_measurements
+    meas = pd.read_parquet(study.root / "tables" / "tumour_measurements.parquet")
+    meas = meas[(meas["patient_id"] == pid) & (meas["status"] == "done")]
+    for (reader, method), grp in meas.groupby(["reader", "method"]):
+        rows = page.tables[f"measurements-{reader}-{method}"][1:]
+        assert [r[0] for r in rows] == grp["timepoint"].tolist()
+        np.testing.assert_allclose([float(r[1]) for r in rows], grp["volume_ml"], atol=0.005)
+        np.testing.assert_allclose([float(r[2]) for r in rows], grp["longest_inplane_diameter_mm"], atol=0.005)
+        np.testing.assert_allclose([float(r[4]) for r in rows], grp["diameter_change_pct"], atol=0.05)
+        assert [r[5] for r in rows] == grp["recist"].tolist()
+
+    # saved model: probability, classes and top features equal the 'model predict' command's
+    capsys.readouterr()
+    assert main(["model", "predict", str(study.root / "models" / "pcr_clinical_logistic"), "--study",
+                 str(study.root), "--patients", pid, "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)[0]
+    models = {r[0]: r for r in page.tables["models"][1:]}
+    assert float(models["pcr_clinical_logistic"][4]) == pytest.approx(expected["probability"], abs=5e-4)
+    classes = {r[0]: r for r in page.tables["classes-pcr_clinical_logistic"][1:]}
+    for name, c in expected["classes"].items():
+        assert classes[name][2] == c["label"]
+        assert float(classes[name][1]) == pytest.approx(c["threshold"], abs=5e-4)
+    feats = page.tables["features-pcr_clinical_logistic"][1:]
+    assert [f[0] for f in feats] == [t["feature"] for t in expected["top_features"]]
+    np.testing.assert_allclose([float(f[2]) for f in feats], [t["contribution"] for t in expected["top_features"]],
+                               atol=5e-4)
+
+    # DLR: the stored prediction of dlr_predictions
+    assert float(models["DLR-2"][4]) == pytest.approx(0.617, abs=5e-4)
+    assert page.tables["classes-DLR-2"][1:] == [["dlr", "0.410", "responder"]]
+
+    # mammograms: extents in cm, change, categories, RESMIN flag and sentence equal mc_resmin
+    resmin = pd.read_parquet(study.root / "tables" / "mc_resmin.parquet")
+    resmin = resmin[resmin["patient_id"] == pid]
+    rows = page.tables["mammograms"][1:]
+    assert [r[0] for r in rows] == resmin["laterality"].tolist()
+    np.testing.assert_allclose([float(r[1]) * 10 for r in rows], resmin["pre_extent_mm"], atol=0.05)
+    np.testing.assert_allclose([float(r[2]) * 10 for r in rows], resmin["post_extent_mm"], atol=0.05)
+    np.testing.assert_allclose([float(r[3]) for r in rows], resmin["change_pct"], atol=0.05)
+    assert [r[4] for r in rows] == resmin["mc_category"].tolist()
+    assert [r[6] == "yes" for r in rows] == resmin["resmin_flag"].astype(bool).tolist()
+    assert [r[7] for r in rows] == resmin["statement"].tolist()
+
+    # provenance: versions, model hashes (recomputed here) and input hashes
+    import hashlib
+
+    prov = json.loads(page.scripts["provenance-json"])
+    model_json = study.root / "models" / "pcr_clinical_logistic" / "model.json"
+    assert prov["models"]["pcr_clinical_logistic"]["model.json"] == hashlib.sha256(model_json.read_bytes()).hexdigest()
+    assert prov["models"]["DLR-2"] == {"weights": "ab" * 32}
+    seg = study.cohort[pid].timepoints["pre"].segmentations_by("R1")[0]
+    assert prov["inputs_sha256"][seg.path] == hashlib.sha256(study.path(seg.path).read_bytes()).hexdigest()
+    assert {"nacresponse", "numpy", "SimpleITK"} <= set(prov["versions"])
+    assert {"tumour_measurements", "mc_resmin", "dlr_predictions"} <= set(prov["tables"])
+
+
+@pytest.mark.slow
+def test_missing_parts_are_stated_and_unknown_patient_is_exit_2(study, tmp_path, capsys):
+    from NACResponseLib.study.store import StudyStore
+
+    bare = tmp_path / "bare"
+    shutil.copytree(study.root, bare, ignore=shutil.ignore_patterns("models", "tables", "deep"))
+    store = StudyStore(bare)
+    resmin = pd.read_parquet(study.root / "tables" / "mc_resmin.parquet")
+    pid = next(p.patient_id for p in store.cohort if p.patient_id not in set(resmin["patient_id"]))
+    assert main(["--progress", "none", "report", "case", str(bare), "--patient", pid]) == 0
+    text = (bare / "reports" / "cases" / f"{pid}.html").read_text()
+    for statement in ("has not been measured yet", "No saved model in this study", "No Grad-CAM map",
+                      "No mammograms for this patient"):
+        assert statement in text
+    assert _parse(bare / "reports" / "cases" / f"{pid}.html").images == 1  # the delineations still drawn
+
+    # a model outside the study is included on request; a folder that is not a model is stated, exit 1
+    model = study.root / "models" / "pcr_clinical_logistic"
+    out = tmp_path / "with_model.html"
+    assert main(["--progress", "none", "report", "case", str(bare), "--patient", pid, "--model", str(model),
+                 "--model", str(tmp_path), "--out", str(out)]) == 1
+    rows = {r[0]: r for r in _parse(out).tables["models"][1:]}
+    assert rows["pcr_clinical_logistic"][4] and "not a saved model folder" in rows[tmp_path.name][5]
+
+    capsys.readouterr()
+    assert main(["report", "case", str(bare), "--patient", "NOPE"]) == 2
+    err = capsys.readouterr().err
+    assert "no patient 'NOPE'" in err and pid in err and "manifest.csv" in err
+
+
+@pytest.mark.slow
+def test_prediction_panel_job_runs_in_the_background_runner(study):
+    """The panel's Qt-free logic: its arguments run as a background ``nacresponse`` process and write
+    the page it will open."""
+    from pathlib import Path
+
+    from NACResponseSlicerLib import cli_runner
+    from NACResponseSlicerLib.case_report import case_report_job
+
+    pid = sorted(study.cohort.patients)[0]
+    arguments, page = case_report_job(study, pid)
+    assert page == study.root / "reports" / "cases" / f"{pid}.html"
+    lib = Path(__file__).resolve().parents[1] / "NACResponse"
+    job = cli_runner.CliJob(arguments, title="case report", env=cli_runner.child_environment(None, str(lib)))
+    result = job.start().wait(timeout=600)
+    assert result.returncode in (0, 1), result.message  # 1: a part could not be made, the page is kept
+    assert page.is_file() and f"Case report: patient {pid}" in page.read_text()
