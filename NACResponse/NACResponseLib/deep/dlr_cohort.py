@@ -257,7 +257,8 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
                     "training": nac["training"], "failures": pairs.failures}
         raise InputError(f"{out}: a DLR model made from other inputs or parameters is already here; choose a new "
                          "folder (finished models are never overwritten)")
-    name = f"DLR-{step[1:]}" if step.startswith("c") else f"DLR-{step}"
+    name = (f"DLR-{step[1:]}" if step.startswith("c") else f"DLR-{step}") \
+        + ("" if settings.modality == "US" else f"-{settings.modality}")  # the study's tables keep both
     work = store.root / "cache" / "dlr" / f"{name}_{params_sha[:12]}_{data_sha[:12]}"
     oof = cross_validated_scores(base, treat, y, n_splits=n_splits, net_config=net_config, train_config=train_config,
                                  init_weights=init_weights, init_sha256=init_sha256, device=device,
