@@ -5,7 +5,8 @@ that lies on the mask's voxel grid (same dimension, size, spacing, origin, direc
 DCE-grid mask with dce_pre/dce_early/dce_late/t2w but not with a coarser DWI/ADC grid.  Name
 images explicitly (``images=[...]``) to pair them regardless (a grid mismatch is then a recorded
 failure), or set ``resample_masks=True`` to let pyradiomics resample the mask onto each image's
-grid with nearest neighbour (its ``correctMask`` setting).  2D images (ultrasound, mammography)
+grid with nearest neighbour (its ``correctMask`` setting).  A mask is never paired with an image of
+another modality than its reference image (an ultrasound outline with an MR series).  2D images (ultrasound, mammography)
 use the 2D parameter set.  Nothing is skipped silently: a mask is always paired with its
 reference image (so a mask off that grid, of the wrong dimension or unreadable is a failure row),
 an unreadable image is paired with every mask of its timepoint, and a mask whose reference image
@@ -163,7 +164,11 @@ def plan_rois(store: StudyStore, *, images: list[str] | None = None, readers: li
                 if (readers and seg.reader not in readers) or (methods and seg.method not in methods):
                     continue
                 mask_grid = grid(seg.path)
+                # a mask drawn on one modality (e.g. ultrasound) is never paired with another's image
+                drawn_on = tp.image(seg.reference).modality if tp.has_image(seg.reference) else None
                 for img in tp.images:
+                    if drawn_on is not None and img.modality != drawn_on:
+                        continue
                     if images is not None:
                         if img.key not in images and img.role not in images:
                             continue
