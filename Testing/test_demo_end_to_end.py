@@ -23,14 +23,15 @@ def test_quick_demo_runs_every_stage(tmp_path):
     failed = {k: v.get("error") for k, v in summary["stages"].items() if v["status"] != "ok"}
     assert code == 0 and not failed, failed
     expected = {"s10_study", "s20_radiomics", "s30_agreement", "s40_segmentation", "s50_deep", "s60_models",
-                "s70_microcalcifications", "s80_tables", "s90_case_report"}
+                "s70_microcalcifications", "s75_dlr", "s80_tables", "s90_case_report"}
     assert expected <= set(summary["stages"])
     report = (out / "report.html").read_text()
     for title in ("validate", "Radiomics", "ICC", "segmentation", "Deep features", "Response models",
-                  "Microcalcifications", "Case report"):
+                  "Microcalcifications", "Deep-learning radiomics on ultrasound", "Case report"):
         assert title in report
     tables = {p.stem for p in (out / "study" / "tables").glob("*.parquet")}
-    assert {"radiomics", "radiomics_wide", "icc_whitelist", "deep_bottleneck", "mc_resmin"} <= tables
+    assert {"radiomics", "radiomics_wide", "icc_whitelist", "deep_bottleneck", "mc_resmin", "dlr_evaluation",
+            "dlr_stepwise"} <= tables
     assert {p.stem for p in (out / "tables").glob("*.csv")} == tables  # the demo's CSV exports
     # A rerun reuses finished work instead of recomputing it; only ROIs that later stages added
     # (MONAI / FTV segmentations) are new.

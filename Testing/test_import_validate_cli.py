@@ -19,11 +19,12 @@ from NACResponseLib.study.validate import validate_study
 
 def test_folder_import_roundtrip(synthetic_study, synthetic_source):
     cohort = synthetic_study.cohort
-    assert len(cohort) == 6 and cohort.readers() == ["GT", "R1", "R2"]
+    assert len(cohort) == 6 and cohort.readers() == ["GT", "GT_US", "R1", "R2"]  # GT_US: the ultrasound outline
     tp = cohort["P001"].timepoint("pre")
     assert {"dce_pre", "dce_early", "dce_late", "t2w", "dwi_b800", "adc"} <= {i.key for i in tp.images}
     assert tp.image("dwi_b800").b_value == 800
-    assert all(s.reference == "dce_early" for s in tp.segmentations)
+    assert {s.reader: s.reference for s in tp.segmentations} == {"GT": "dce_early", "R1": "dce_early",
+                                                                   "R2": "dce_early", "GT_US": "us_bmode"}
     assert (synthetic_study.root / tp.images[0].path).is_file()  # copied into the study folder
     assert cohort["P001"].outcomes["pcr"] in (0, 1)
     with pytest.raises(InputError, match="already holds a study"):

@@ -78,7 +78,7 @@ def test_artefact_is_pickle_free_and_versioned(tmp_path, data):
     with np.load(d / "arrays.npz", allow_pickle=False) as z:
         assert len(z.files) > 0
     meta = json.loads((d / "model.json").read_text())
-    assert meta["format"] == "nacresponse-model" and meta["format_version"] == 1
+    assert meta["format"] == "nacresponse-model" and meta["format_version"] == 2
     with pytest.raises(InputError, match="already exists"):
         save_model(d, pipe, target="pcr", kind="radiomics", operating_points={}, training_summary={}, provenance={})
     meta["format_version"] = 99

@@ -227,3 +227,14 @@ def test_cli_predict_exits_2_on_a_tampered_model(saved, tmp_path, capsys):
     assert main(["model", "predict", str(d), "--features", str(cases)]) == 2
     err = capsys.readouterr().err
     assert "arrays.npz" in err and "SHA-256 does not match" in err and "Traceback" not in err
+
+
+def test_a_format_1_folder_without_array_hash_is_refused_with_retrain(saved, tmp_path):
+    """Format 1 folders predate the arrays' SHA-256: they are refused with "retrain", not trusted."""
+    d, _ = _copy(saved, tmp_path)
+    meta = json.loads((d / "model.json").read_text())
+    meta["format_version"] = 1
+    meta.pop("arrays_sha256")
+    (d / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="format version 1.*retrain"):
+        load_model(d)

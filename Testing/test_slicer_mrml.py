@@ -442,3 +442,25 @@ def test_install_all_reports_each_group_and_goes_on(tmp_path, slicer_app, monkey
     ui = Recorder()
     TaskPanel(ui, str(requirements)).onInstallDependencies()
     assert ui.calls("taskLabel.text")[-1][2] == "Python packages missing for: deep, radiomics."
+
+
+def test_a_dlr_bundle_predicts_and_shows_its_gradcam_over_ultrasound(study_logic, copy_study, tmp_path):
+    """The Prediction logic takes a DLR bundle: score, class per operating point, and each timepoint's
+    Grad-CAM over the bundle's own image (us_bmode at pre and c2, not the panel's MR timepoints)."""
+    from NACResponseLib.deep.dlr import DLRNetConfig, build_network, save_dlr_bundle
+    from NACResponseLib.deep.dlr_cohort import DLRInputSettings
+
+    net = build_network(DLRNetConfig(widths=(4, 8, 16, 32), hidden=8, max_pool=False))
+    spec = {**DLRInputSettings(size=32).to_dict(), "reader": "GT_US", "step": "c2", "target": "miller_payne"}
+    bundle = save_dlr_bundle(tmp_path / "dlr", net, name="DLR-2", input_spec=spec,
+                             operating_points={"dlr": {"threshold": 0.5, "weight": 0.8}},
+                             training={}, provenance={"step": "test"})
+    prediction = study_logic.prediction.predictCase(str(bundle), "P001")
+    assert "error" not in prediction and 0 < prediction["probability"] < 1
+    overlays = study_logic.prediction.showGradcam("P001", ["pre", "post"])
+    assert len(overlays) == 2
+    for overlay, timepoint in zip(overlays, ("pre", "c2")):
+        assert timepoint in overlay.GetName()
+        assert overlay.GetImageData().GetDimensions()[2] == 1  # on the 2D ultrasound grid
+    text = study_logic.prediction.showPrediction(prediction, "P001")
+    assert "dlr: " in text

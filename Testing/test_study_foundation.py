@@ -167,7 +167,10 @@ def test_add_manifest_rows_refuses_duplicates(copy_study):
 
 
 def test_missing_timepoint_error(synthetic_study):
-    patient = synthetic_study.cohort["P001"]
+    import copy
+
+    patient = copy.deepcopy(synthetic_study.cohort["P001"])
+    del patient.timepoints["c4"]  # the synthetic cohort's ultrasound-only visit
     with pytest.raises(MissingTimepointError, match="P001 has no timepoint 'c4'"):
         patient.timepoint("c4")
     assert json.dumps(synthetic_study.cohort.to_dict())  # serialisable

@@ -55,7 +55,7 @@ def seg_predict(study, bundle, patients: Sequence[str], timepoints: Sequence[str
 
 
 def mc_detect(study, timepoints: Sequence[str] | None = None) -> list[str]:
-    """Tables mc_images, mc_detections; images already done are skipped."""
+    """Tables mc_images, mc_detections; an image whose file and parameters are unchanged is reused."""
     args = ["mc", "detect", _path(study)]
     return args + (["--timepoints", ",".join(timepoints)] if timepoints else [])
 

@@ -27,6 +27,7 @@ def _modelFolder(modelFile) -> pathlib.Path:
 class PredictionLogic:
     def __init__(self, context) -> None:
         self.context = context
+        self._dlr = None  # (bundle folder, prediction) of the last DLR bundle's prediction
 
     def caseReportJob(self, patientId: str, modelFile=None, pdf: bool = False):
         """(``nacresponse report case`` arguments, the page they write) for the current study, with
@@ -37,9 +38,17 @@ class PredictionLogic:
         return case_report_job(self.context.requireStore(), patientId, [folder] if folder else [], pdf=pdf)
 
     def predictCase(self, modelFile, patientId: str, reader: str | None = None) -> dict:
-        """The core's prediction of one patient from the study's feature tables (or its error)."""
+        """The core's prediction of one patient from the study's feature tables, or from a DLR
+        bundle (``model dlr train``) on the patient's images (or its error)."""
         from NACResponseLib.modelling.cohort import predict_study
 
+        from .prediction_dlr import dlr_prediction, is_dlr_bundle
+
+        folder = given_path(modelFile)
+        self._dlr = None
+        if folder is not None and is_dlr_bundle(folder):
+            self._dlr = (folder, dlr_prediction(self.context.requireStore(), folder, patientId))
+            return self._dlr[1]
         return predict_study(self.context.requireStore(), _modelFolder(modelFile), [patientId], reader=reader or None)[0]
 
     def showPrediction(self, prediction: dict, patientId: str) -> str:
@@ -64,7 +73,8 @@ class PredictionLogic:
         return out
 
     def showGradcam(self, patientId: str, timepoints) -> list:
-        """Each timepoint's first Grad-CAM map over its DCE-early image (the map shares its grid)."""
+        """Each timepoint's first Grad-CAM map over its DCE-early image (the map shares its grid); after
+        a DLR prediction, its maps over the bundle's own timepoints and image (e.g. ``us_bmode``)."""
         from .mrml_tables import namedNode
         from .study_view import (
             SIDE_BY_SIDE_VIEWS,
@@ -76,7 +86,14 @@ class PredictionLogic:
         from .volumes import loadImageFile
 
         store = self.context.requireStore()
-        found = self.gradcamFiles(patientId, timepoints)
+        found, backgroundKeys = self.gradcamFiles(patientId, timepoints), {}
+        if self._dlr is not None and self._dlr[1].get("patient_id") == patientId:
+            from .prediction_dlr import dlr_overlays  # a DLR's maps: its own timepoints and image
+
+            entries = dlr_overlays(store, self._dlr[0], self._dlr[1])
+            timepoints = [e["timepoint"] for e in entries]
+            found = {e["timepoint"]: [pathlib.Path(e["gradcam"])] for e in entries}
+            backgroundKeys = {e["timepoint"]: e["background"] for e in entries}
         backgrounds, overlays = [], []
         for timepoint in timepoints:
             if timepoint not in found:
@@ -88,7 +105,8 @@ class PredictionLogic:
             overlay = namedNode("vtkMRMLScalarVolumeNode", name) or loadImageFile(str(path), name)
             overlay.GetDisplayNode().SetAndObserveColorNodeID(GRADCAM_COLOR_NODE_ID)
             placeInFolder(overlay, patientId, timepoint)
-            backgrounds.append(loadTimepointImage(store, patientId, timepoint, "dce_early"))
+            backgrounds.append(loadTimepointImage(store, patientId, timepoint,
+                                                  backgroundKeys.get(timepoint, "dce_early")))
             overlays.append(overlay)
         if any(overlays):
             showSideBySide(*backgrounds[:2], withTable=True)  # the top-features table stays in view

@@ -1,4 +1,4 @@
-"""``nacresponse model train|evaluate|predict|report``: response models on a study."""
+"""``nacresponse model train|evaluate|predict|report|dlr``: response models on a study."""
 
 from __future__ import annotations
 
@@ -84,6 +84,145 @@ def register(subparsers) -> None:
     r.add_argument("--target", default="pcr")
     r.add_argument("--out", type=Path)
     r.set_defaults(func=_report)
+
+    _register_dlr(sub)
+
+
+def _dlr_input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modality", choices=("US", "MR"), default="US",
+                   help="US: the us_bmode image; MR: DCE early, ADC/DWI, T2w on the largest slice +-1 (2.5D)")
+    p.add_argument("--reader", help="whose outlines crop the inputs (default: the most complete on the image)")
+    p.add_argument("--size", type=int, default=64, help="crop size in pixels (default 64)")
+    p.add_argument("--margin-mm", type=float, help="border tissue around the tumour (default US 4, MR 10 mm)")
+
+
+def _register_dlr(sub) -> None:
+    d = sub.add_parser("dlr", help="dual-input deep-learning radiomics: DLR-2 / DLR-4 and the DLRP pathway")
+    dsub = d.add_subparsers(dest="dlr_command", metavar="SUBCOMMAND")
+    dsub.required = True
+    t = dsub.add_parser("train", help="train DLR-<k> on baseline + course-k crops (cross-validated operating point)")
+    t.add_argument("study", type=Path)
+    t.add_argument("--step", default="c2", help="on-treatment timepoint: c2 (DLR-2) or c4 (DLR-4)")
+    t.add_argument("--out", type=Path, help="bundle folder (default <study>/models/dlr_<step>)")
+    _dlr_input_args(t)
+    t.add_argument("--youden-weight", type=float, help="w of w*Se+(1-w)*Sp-1 (default c2 0.8, c4 0.2)")
+    t.add_argument("--architecture", choices=("resnet18", "resnet50"), default="resnet18")
+    t.add_argument("--width", type=int, default=64, help="first-stage channels (64 = ImageNet layout; less = smaller)")
+    t.add_argument("--no-max-pool", action="store_true",
+                   help="drop the stem's max pool: output stride 16, a finer Grad-CAM grid on small crops")
+    t.add_argument("--imagenet", type=Path, help="torchvision ImageNet checkpoint for the encoder (SHA-256 checked)")
+    t.add_argument("--imagenet-sha256", help="expected SHA-256 of --imagenet (else a .sha256 sidecar or file name)")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--weight-decay", type=float, default=1e-2)
+    t.add_argument("--patience", type=int, default=8, help="early stopping on the validation loss")
+    t.add_argument("--folds", type=int, default=5, help="cross-validation folds for the out-of-fold scores")
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_dlr_train)
+    e = dsub.add_parser("evaluate", help="DLR vs Clinical-k (bootstrap CI, DeLong, calibration, DCA) and DLRP")
+    e.add_argument("study", type=Path)
+    e.add_argument("--model", action="append", required=True, metavar="STEP=FOLDER",
+                   help="a trained bundle per step, e.g. --model c2=models/dlr_c2 --model c4=models/dlr_c4")
+    e.add_argument("--bootstrap", type=int, default=2000)
+    e.add_argument("--folds", type=int, default=5, help="folds of the Clinical-k cross-validation")
+    e.add_argument("--out", type=Path, help="report folder (default <study>/reports/dlr)")
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_dlr_evaluate)
+    pr = dsub.add_parser("predict", help="score, class per operating point and Grad-CAM maps per patient")
+    pr.add_argument("model", type=Path, help="DLR bundle folder")
+    pr.add_argument("--study", type=Path, required=True)
+    pr.add_argument("--patients", help="comma-separated patient ids (default: all with both inputs)")
+    pr.add_argument("--no-gradcam", action="store_true")
+    pr.add_argument("--device")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=_dlr_predict)
+
+
+def _dlr_train(args) -> int:
+    from ..deep.dlr import DLRNetConfig, TrainConfig
+    from ..deep.dlr_cohort import DLRInputSettings, train_dlr_study
+    from ..progress import Progress
+    from ..study.store import StudyStore
+
+    store = StudyStore(args.study)
+    extra = {"reader": args.reader, "size": args.size}
+    if args.margin_mm is not None:
+        extra["margin_mm"] = args.margin_mm
+    settings = DLRInputSettings.for_modality(args.modality, **extra)
+    net = DLRNetConfig(architecture=args.architecture, widths=tuple(args.width * k for k in (1, 2, 4, 8)),
+                       max_pool=not args.no_max_pool)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                        weight_decay=args.weight_decay, patience=args.patience, modality=args.modality,
+                        augment=not args.no_augment, seed=args.seed)
+    out = args.out or store.root / "models" / f"dlr_{args.step}"
+    with Progress(args.folds, f"DLR {args.step}: cross-validation folds") as prog:
+        res = train_dlr_study(store, out, step=args.step, settings=settings, net_config=net, train_config=train,
+                              init_weights=args.imagenet, init_sha256=args.imagenet_sha256,
+                              youden_weight=args.youden_weight, n_splits=args.folds, device=args.device,
+                              progress=lambda done, total, msg: prog.update(1, msg), cancel=args.cancel)
+    auc = res["training"]["cv"]["auc"]
+    op = res["operating_points"]["dlr"]
+    print(f"{'reused' if res['reused'] else 'saved'} {res['path']} ({res['training']['n']} patients); "
+          f"cross-validated AUC {auc['estimate']:.3f} [{auc['ci_low']:.3f}-{auc['ci_high']:.3f}]; operating point "
+          f"w={op['weight']}: threshold {op['threshold']:.3f} (Se {op['sensitivity']:.2f}, Sp {op['specificity']:.2f})")
+    for f in res["failures"]:
+        print(f"FAILED {f['error']}")
+    return 1 if res["failures"] else 0
+
+
+def _dlr_evaluate(args) -> int:
+    from ..deep.dlr_cohort import evaluate_dlr_study
+    from ..errors import InputError
+    from ..study.store import StudyStore
+
+    bundles = {}
+    for item in args.model:
+        step, sep, folder = item.partition("=")
+        if not sep or not folder:
+            raise InputError(f"--model: expected STEP=FOLDER, got {item!r}")
+        bundles[step.strip()] = Path(folder)
+    res = evaluate_dlr_study(StudyStore(args.study), bundles, n_boot=args.bootstrap, n_splits=args.folds,
+                             seed=args.seed, out_dir=args.out)
+    for name, m in res["models"].items():
+        a = m["metrics"]
+        print(f"{name}: AUC {a['auc']['estimate']:.3f} [{a['auc']['ci_low']:.3f}-{a['auc']['ci_high']:.3f}], "
+              f"Se {a['sensitivity']['estimate']:.2f}, Sp {a['specificity']['estimate']:.2f} at w={m['youden_weight']}")
+    for d in res["delong"]:
+        print(f"DeLong {d['model_1']} vs {d['model_2']}: diff {d['diff']:+.3f}, p = {d['p']:.3g}")
+    for row in res["dlrp"]["table"]:
+        print(f"DLRP {row['step']}: flagged {row['flagged']} (non-responders {row['flagged_non_responders']}, "
+              f"responders {row['flagged_responders']})" if row["step"] != "not flagged" else
+              f"DLRP not flagged: {row['evaluated']} (responders {row['responders']}, "
+              f"non-responders {row['non_responders']})")
+    print(f"evaluation: {res['path']}")
+    return 0
+
+
+def _dlr_predict(args) -> int:
+    from ..deep.dlr_cohort import predict_dlr_study
+    from ..study.store import StudyStore
+
+    out = predict_dlr_study(StudyStore(args.study), args.model, comma_list(args.patients),
+                            gradcam=not args.no_gradcam, device=args.device)
+    return _print_predictions(out, args.json, lambda r: f"{r['model']} p = {r['probability']:.3f}",
+                              lambda r: f" Grad-CAM {', '.join(r['gradcam'].values())}" if r["gradcam"] else "")
+
+
+def _print_predictions(out: list[dict], as_json: bool, head, tail) -> int:
+    """One line per patient (or JSON); exit 1 when a patient failed, the others are kept."""
+    if as_json:
+        print(json.dumps(out, indent=1))
+    else:
+        for r in out:
+            if "error" in r:
+                print(f"{r['patient_id']}: FAILED {r['error']}")
+                continue
+            cls = ", ".join(f"{k}: {v['label']}" for k, v in r["classes"].items())
+            print(f"{r['patient_id']}: {head(r)} [{cls}]{tail(r)}")
+    return 1 if any("error" in r for r in out) else 0
 
 
 def _selection(args):
@@ -177,17 +316,9 @@ def _predict(args) -> int:
                             deep_table=args.deep_table, top_n=args.top)
     else:
         raise InputError("give --study (patients from the study tables) or --features (a CSV)")
-    if args.json:
-        print(json.dumps(out, indent=1))
-    else:
-        for r in out:
-            if "error" in r:
-                print(f"{r['patient_id']}: FAILED {r['error']}")
-                continue
-            cls = ", ".join(f"{k}: {v['label']}" for k, v in r["classes"].items())
-            top = "; ".join(f"{t['feature']} ({t['contribution']:+.3f})" for t in r["top_features"])
-            print(f"{r['patient_id']}: p = {r['probability']:.3f} [{cls}] top: {top}")
-    return 1 if any("error" in r for r in out) else 0
+    return _print_predictions(out, args.json, lambda r: f"p = {r['probability']:.3f}",
+                              lambda r: " top: " + "; ".join(f"{t['feature']} ({t['contribution']:+.3f})"
+                                                             for t in r["top_features"]))
 
 
 def _report(args) -> int:

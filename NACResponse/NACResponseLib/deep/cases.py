@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from ..columns import reader_selected, wide_reader_ids
 from ..errors import MissingTimepointError, NACError
 from ..imageio import read_image, read_mask
-from ..study.model import Cohort, Image, Segmentation, Timepoint, timepoint_order
+from ..study.model import ROLES, Cohort, Image, Segmentation, Timepoint, timepoint_order
 from ..study.store import StudyStore
 
 #: DCE early post-contrast, then ADC (or DWI when there is no ADC map), then T2.
@@ -33,9 +33,14 @@ class Case:
 
 
 def _modality(timepoint: Timepoint, spec: str) -> str | None:
+    """Modality of the image a channel spec names: the timepoint's image, else the role's own
+    (so an ultrasound-only timepoint is not mistaken for one that lacks its MR series)."""
     for key in spec.split("|"):
         if timepoint.has_image(key.strip()):
             return timepoint.image(key.strip()).modality
+    for key in spec.split("|"):
+        if key.strip() in ROLES:
+            return ROLES[key.strip()][0]
     return None
 
 

@@ -37,7 +37,7 @@ def grad_cam(feature_fn: Callable, head_fn: Callable, x, *, size: tuple[int, int
     cam = F.interpolate(cam, size=size or tuple(x.shape[2:]), mode="bilinear", align_corners=False)[:, 0]
     peak = cam.amax(dim=(1, 2), keepdim=True)
     cam = torch.where(peak > 0, cam / peak.clamp_min(1e-12), torch.zeros_like(cam))
-    return cam.numpy().astype(np.float32)
+    return cam.cpu().numpy().astype(np.float32)
 
 
 def linear_head(coef, intercept: float = 0.0, *, pca=None) -> Callable:

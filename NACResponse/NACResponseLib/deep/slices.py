@@ -14,7 +14,7 @@ slice.  Arrays are in SimpleITK order (z, y, x); "axial" is the z (third image) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import SimpleITK as sitk
@@ -147,11 +147,12 @@ class SliceInput:
 
 def prepare_input(images: list[sitk.Image], mask: sitk.Image, *, names: list[str] | None = None,
                   average_neighbours: bool = False, margin_mm: float = DEFAULT_MARGIN_MM,
-                  size: int = INPUT_SIZE, label: int | None = None) -> SliceInput:
+                  size: int = INPUT_SIZE, label: int | None = None, half_mm: float | None = None) -> SliceInput:
     """Build the 3-channel input from 1-3 images (fewer than 3 are repeated) and a mask.
 
     ``images[0]`` defines the grid; the others and the mask are resampled onto it.
-    ``label`` None means any non-zero voxel is tumour.
+    ``label`` None means any non-zero voxel is tumour.  ``half_mm`` fixes the window's half side
+    (e.g. the baseline's, so a shrinking tumour looks smaller at the next timepoint).
     """
     if not 1 <= len(images) <= 3:
         raise InputError(f"need 1 to 3 channel images, got {len(images)}")
@@ -167,6 +168,8 @@ def prepare_input(images: list[sitk.Image], mask: sitk.Image, *, names: list[str
         else [index]
     spacing = reference.GetSpacing()  # (x, y, z): pixel spacing (row, column) = (y, x)
     window = crop_window(mask_array[index], (spacing[1], spacing[0]), margin_mm=margin_mm, size=size)
+    if half_mm is not None:
+        window = replace(window, half_mm=float(half_mm))
     channels = []
     for volume in volumes:
         plane = volume[slices].mean(axis=0)

@@ -18,6 +18,9 @@ What is simulated, per patient (seeded, reproducible):
   occasionally missed satellite.  The truth itself is saved as reader GT (method ``reference``).
 * Mammograms (CC and MLO, 0.1 mm pixels) at pre and post for patients with microcalcification
   clusters; in RESMIN cases the mass responds while the MC extent does not shrink.
+* Ultrasound B-mode (2D, 0.1 mm pixels) at pre, c2 and c4 (see ultrasound.py): speckle, depth
+  attenuation, posterior shadowing or enhancement and a hypoechoic tumour that follows the
+  patient's response schedule; its outline is saved as reader ``GT_US`` (method ``reference``).
 
 Output is the folder convention of :mod:`NACResponseLib.study.importers` plus ``ground_truth.json``.
 """
@@ -38,6 +41,7 @@ from ..atomic import atomic_write_text
 from ..imageio import write_image
 from ..provenance import json_default
 from ..study.manifest import write_clinical
+from .ultrasound import write_ultrasound
 
 DAYS = {"pre": 0, "c2": 42, "c4": 84, "post": 150}
 CYCLES = {"pre": 0, "c2": 2, "c4": 4, "post": 6}
@@ -58,6 +62,9 @@ class SyntheticConfig:
     mammogram_size_mm: tuple[float, float] = (60.0, 75.0)
     mammogram_spacing_mm: float = 0.1
     noise_sd: float = 6.0
+    ultrasound_timepoints: tuple[str, ...] = ("pre", "c2", "c4")  # () = no ultrasound
+    ultrasound_size_mm: tuple[float, float] = (32.0, 24.0)  # width, depth
+    ultrasound_spacing_mm: float = 0.1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +335,7 @@ def generate_cohort(out_dir: str | Path, n_patients: int = 40, seed: int = 0,
     cfg = config or SyntheticConfig()
     if overrides:
         cfg = SyntheticConfig(**{**asdict(cfg), **overrides})
-    unknown = set(cfg.timepoints) - set(DAYS)
+    unknown = (set(cfg.timepoints) | set(cfg.ultrasound_timepoints)) - set(DAYS)
     if unknown or "pre" not in cfg.timepoints:
         raise ValueError(f"timepoints must include 'pre' and be among {list(DAYS)}; got {cfg.timepoints}")
     out = Path(out_dir)
@@ -402,6 +409,8 @@ def generate_cohort(out_dir: str | Path, n_patients: int = 40, seed: int = 0,
                 for key, image in images.items():
                     write_image(image, out / pid / tp / f"{key}.nii.gz")
                 p_truth["mc"]["mcs"][tp] = mcs
+        if cfg.ultrasound_timepoints:
+            p_truth["ultrasound"] = write_ultrasound(out / pid, cfg, seed, i, diameter, reduction, scales, pcr)
         truth["patients"][pid] = p_truth
     write_clinical(clinical_rows, out / "clinical.csv")
     atomic_write_text(out / "ground_truth.json", json.dumps(truth, indent=1, default=json_default))

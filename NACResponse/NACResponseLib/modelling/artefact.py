@@ -32,7 +32,7 @@ from .artefact_schema import ModelFileError, check_model
 from .logit import sigmoid
 
 FORMAT = "nacresponse-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: arrays.npz hashed into model.json (format 1 had no hash)
 SAVABLE = ("logistic", "naive_bayes", "knn", "mlp", "random_forest", "gradient_boosting")
 
 
@@ -348,6 +348,9 @@ def load_model(directory: str | Path) -> SavedModel:
     if version > FORMAT_VERSION:
         raise InputError(f"{meta_path}: model format version {meta['format_version']} is newer than this "
                          f"software supports ({FORMAT_VERSION}); update NACResponse")
+    if version < FORMAT_VERSION:
+        raise ModelFileError(f"{meta_path}: model format version {version} predates the SHA-256 of its arrays "
+                             f"(format {FORMAT_VERSION}); retrain the model")
     payload = arr_path.read_bytes()
     recorded = meta.get("arrays_sha256")
     if not isinstance(recorded, str):

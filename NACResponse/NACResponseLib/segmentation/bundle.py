@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,22 @@ def bundle_metadata(*, name: str, preprocess: PreprocessConfig, network: Network
 
 def save_bundle(out_dir: str | Path, state_dict: dict[str, Any], metadata: dict[str, Any]) -> Path:
     """Write a new bundle folder atomically (built aside, then renamed); never overwrites one."""
+
+    def inference(meta: dict[str, Any]) -> dict[Path, str]:
+        n_in = len(meta["nacresponse"]["preprocess"]["channels"])
+        net = NetworkConfig.from_dict(meta["nacresponse"]["network"])
+        config = {"bundle_root": ".", "network_def": {"_target_": "SegResNet", **net.monai_kwargs(n_in)},
+                  "network": "$@network_def", "roi_size": meta["nacresponse"]["roi_size"]}
+        return {INFERENCE: json.dumps(config, indent=2)}
+
+    return write_weights_bundle(out_dir, state_dict, metadata, inference)
+
+
+def write_weights_bundle(out_dir: str | Path, state_dict: dict[str, Any], metadata: dict[str, Any],
+                         extra_files: Callable[[dict[str, Any]], dict[Path, str]] | None = None) -> Path:
+    """The folder rules every trained network shares: ``models/model.pt`` (a plain state dict),
+    its SHA-256 in ``metadata["nacresponse"]["weights_sha256"]``, ``configs/metadata.json`` and
+    ``extra_files(metadata)`` (relative path -> text); built aside, then renamed; never overwrites."""
     import torch
 
     out = Path(out_dir)
@@ -131,11 +148,9 @@ def save_bundle(out_dir: str | Path, state_dict: dict[str, Any], metadata: dict[
         meta = json.loads(json.dumps(metadata, default=str))
         meta["nacresponse"]["weights_sha256"] = sha256_file(weights)
         atomic_write_text(staging / METADATA, json.dumps(meta, indent=2))
-        n_in = len(meta["nacresponse"]["preprocess"]["channels"])
-        net = NetworkConfig.from_dict(meta["nacresponse"]["network"])
-        inference = {"bundle_root": ".", "network_def": {"_target_": "SegResNet", **net.monai_kwargs(n_in)},
-                     "network": "$@network_def", "roi_size": meta["nacresponse"]["roi_size"]}
-        atomic_write_text(staging / INFERENCE, json.dumps(inference, indent=2))
+        for rel, text in (extra_files(meta) if extra_files else {}).items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(staging / rel, text)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
@@ -172,6 +187,28 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def read_verified_weights(root: Path, expected_sha256: str) -> dict[str, Any]:
+    """``models/model.pt`` as a state dict of tensors, after its SHA-256 matched ``expected_sha256``
+    (checked before anything is deserialised; then ``torch.load(weights_only=True)``)."""
+    import torch
+
+    weights = root / WEIGHTS
+    if not weights.is_file():
+        raise InputError(f"{root}: model weights {WEIGHTS} are missing")
+    actual = _sha256_uncached(weights)  # never trust a cached hash for a security check
+    if actual != expected_sha256:
+        raise InputError(f"{weights}: SHA-256 mismatch (file {actual[:12]}..., metadata "
+                         f"{str(expected_sha256)[:12]}...): the weights are corrupted or were replaced; "
+                         "refusing to load them")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise InputError(f"{weights}: cannot read the weights ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{weights}: not a plain state_dict of tensors")
+    return state
+
+
 def load_bundle(path: str | Path, device: str | None = None) -> SegmentationModel:
     """Verify and load a bundle; CUDA is used when present unless ``device`` says otherwise."""
     import torch
@@ -179,26 +216,14 @@ def load_bundle(path: str | Path, device: str | None = None) -> SegmentationMode
     root = Path(path)
     meta = read_metadata(root)
     nac = meta["nacresponse"]
-    weights = root / WEIGHTS
-    if not weights.is_file():
-        raise InputError(f"{root}: model weights {WEIGHTS} are missing")
-    actual = _sha256_uncached(weights)  # never trust a cached hash for a security check
-    if actual != nac["weights_sha256"]:
-        raise InputError(f"{weights}: SHA-256 mismatch (file {actual[:12]}..., metadata "
-                         f"{str(nac['weights_sha256'])[:12]}...): the weights are corrupted or were replaced; "
-                         "refusing to load them")
     try:
         preprocess = PreprocessConfig.from_dict(nac["preprocess"])
         net_config = NetworkConfig.from_dict(nac["network"])
         roi = tuple(int(r) for r in nac["roi_size"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{root / METADATA}: invalid model configuration ({exc})") from None
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise InputError(f"{weights}: cannot read the weights ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{weights}: not a plain state_dict of tensors")
+    state = read_verified_weights(root, nac["weights_sha256"])
+    weights = root / WEIGHTS
     network = build_network(len(preprocess.channels), net_config)
     try:
         network.load_state_dict(state, strict=True)

@@ -24,7 +24,7 @@ from ..paths import check_id
 from ..progress import CancelToken, Progress
 from ..provenance import collect, now_iso
 from ..stage import StageResult
-from ..study.model import timepoint_order
+from ..study.model import ROLES, timepoint_order
 from ..study.store import StudyStore
 from .ftv import FTVConfig, functional_tumour_volume
 from .inference import InferenceConfig
@@ -53,6 +53,10 @@ def _selected(store: StudyStore, patients: Iterable[str] | None, timepoints: Ite
         for tp in patient.ordered_timepoints():
             if timepoints is None or tp.name in timepoints:
                 yield patient, tp
+
+
+def _has_modality(tp, modalities: set[str]) -> bool:
+    return any(img.modality in modalities for img in tp.images)
 
 
 def _listed_paths(store: StudyStore) -> set[str]:
@@ -183,11 +187,14 @@ def segment_study(store: StudyStore, model_dir: str | Path, *, reader: str = "mo
     config = config or InferenceConfig()
     model = load_bundle(model_dir, device="cpu")  # verifies the bundle before any task starts
     listed = _listed_paths(store)
+    modalities = {ROLES.get(c, ("MR",))[0] for c in model.channels}
     rows, tasks = [], []
     for patient, tp in _selected(store, patients, timepoints):
         base = {"patient_id": patient.patient_id, "timepoint": tp.name, "reader": reader, "method": "monai"}
         out_rel = output_path(patient.patient_id, tp.name, reader, "monai")
         missing = [c for c in model.channels if not tp.has_image(c)]
+        if missing and not _has_modality(tp, modalities):
+            continue  # e.g. an ultrasound-only visit: nothing this model segments, not a failure
         if missing:
             rows.append({**base, "status": "failed", "message": f"missing channel(s) {missing}"})
             continue
@@ -270,7 +277,8 @@ def ftv_study(store: StudyStore, *, config: FTVConfig | None = None, roi_reader:
 
     config = config or FTVConfig()
     listed = _listed_paths(store)
-    selected = list(_selected(store, patients, timepoints))
+    # a visit without MR (e.g. ultrasound only) has no DCE to compute FTV from: not a failure
+    selected = [(p, tp) for p, tp in _selected(store, patients, timepoints) if _has_modality(tp, {"MR"})]
     rows, new_rows = [], []
     with Progress(len(selected), "seg ftv") as bar:
         for patient, tp in selected:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GeometryMismatchError, InputError
+from ..paths import check_id
 
 DICOM_DIR = "dicom"
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -41,7 +42,6 @@ _DESCRIPTION = re.compile(r"reader\s+(?P<reader>[^;]+);\s*method\s+(?P<method>[^
 METHOD_ALGORITHM = {"manual": ("MANUAL", None), "reference": ("MANUAL", None),
                     "consensus": ("SEMIAUTOMATIC", "MultispectralProcessing"),
                     "monai": ("AUTOMATIC", "ArtificialIntelligence"), "ftv": ("AUTOMATIC", "HistogramAnalysis")}
-_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]+$")  # the reader-id rule of sessions.py: never "." or ".."
 
 
 def _require_highdicom() -> None:
@@ -380,9 +380,8 @@ def import_dicom_seg(store, path: str | Path, *, owners: dict[str, tuple[str, st
             raise InputError(f"{path}: segment {info.number} ({info.label!r}, {info.algorithm_type}) has no reader; "
                              "name it with --segment NUMBER_OR_LABEL=READER[:METHOD]")
         reader, method = owner
-        if not _ID.match(reader) or not _ID.match(method):
-            raise InputError(f"{path}: segment {info.number}: reader {reader!r} / method {method!r} may only contain "
-                             "letters, digits, '_', '.' and '-'")
+        check_id(reader, f"{path}: segment {info.number}: reader")
+        check_id(method, f"{path}: segment {info.number}: method")
         rel = f"images/{pid}/{tp_name}/seg/{reader}__{method}.nii.gz"
         tp = store.cohort[pid].timepoint(tp_name)
         if store.path(rel).exists() or tp.segmentations_by(reader=reader, method=method):
