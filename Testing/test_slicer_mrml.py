@@ -447,6 +447,7 @@ def test_install_all_reports_each_group_and_goes_on(tmp_path, slicer_app, monkey
 def test_a_dlr_bundle_predicts_and_shows_its_gradcam_over_ultrasound(study_logic, copy_study, tmp_path):
     """The Prediction logic takes a DLR bundle: score, class per operating point, and each timepoint's
     Grad-CAM over the bundle's own image (us_bmode at pre and c2, not the panel's MR timepoints)."""
+    pytest.importorskip("torch", reason="torch is not installed (Python 3.12 here: no CPU wheel, the deep extra is left out)")
     from NACResponseLib.deep.dlr import DLRNetConfig, build_network, save_dlr_bundle
     from NACResponseLib.deep.dlr_cohort import DLRInputSettings
 

@@ -205,10 +205,15 @@ def _dlr_predict(args) -> int:
     from ..deep.dlr_cohort import predict_dlr_study
     from ..study.store import StudyStore
 
-    pats = [p.strip() for p in args.patients.split(",")] if args.patients else None
-    out = predict_dlr_study(StudyStore(args.study), args.model, pats, gradcam=not args.no_gradcam,
-                            device=args.device)
-    if args.json:
+    out = predict_dlr_study(StudyStore(args.study), args.model, comma_list(args.patients),
+                            gradcam=not args.no_gradcam, device=args.device)
+    return _print_predictions(out, args.json, lambda r: f"{r['model']} p = {r['probability']:.3f}",
+                              lambda r: f" Grad-CAM {', '.join(r['gradcam'].values())}" if r["gradcam"] else "")
+
+
+def _print_predictions(out: list[dict], as_json: bool, head, tail) -> int:
+    """One line per patient (or JSON); exit 1 when a patient failed, the others are kept."""
+    if as_json:
         print(json.dumps(out, indent=1))
     else:
         for r in out:
@@ -216,8 +221,7 @@ def _dlr_predict(args) -> int:
                 print(f"{r['patient_id']}: FAILED {r['error']}")
                 continue
             cls = ", ".join(f"{k}: {v['label']}" for k, v in r["classes"].items())
-            print(f"{r['patient_id']}: {r['model']} p = {r['probability']:.3f} [{cls}]"
-                  + (f" Grad-CAM {', '.join(r['gradcam'].values())}" if r["gradcam"] else ""))
+            print(f"{r['patient_id']}: {head(r)} [{cls}]{tail(r)}")
     return 1 if any("error" in r for r in out) else 0
 
 
@@ -312,17 +316,9 @@ def _predict(args) -> int:
                             deep_table=args.deep_table, top_n=args.top)
     else:
         raise InputError("give --study (patients from the study tables) or --features (a CSV)")
-    if args.json:
-        print(json.dumps(out, indent=1))
-    else:
-        for r in out:
-            if "error" in r:
-                print(f"{r['patient_id']}: FAILED {r['error']}")
-                continue
-            cls = ", ".join(f"{k}: {v['label']}" for k, v in r["classes"].items())
-            top = "; ".join(f"{t['feature']} ({t['contribution']:+.3f})" for t in r["top_features"])
-            print(f"{r['patient_id']}: p = {r['probability']:.3f} [{cls}] top: {top}")
-    return 1 if any("error" in r for r in out) else 0
+    return _print_predictions(out, args.json, lambda r: f"p = {r['probability']:.3f}",
+                              lambda r: " top: " + "; ".join(f"{t['feature']} ({t['contribution']:+.3f})"
+                                                             for t in r["top_features"]))
 
 
 def _report(args) -> int:
