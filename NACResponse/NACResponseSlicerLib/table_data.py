@@ -61,16 +61,15 @@ def table_columns(frame, max_rows: int | None = None) -> list[TableColumn]:
 
 
 def split_feature_column(column: str) -> tuple[str, str, str]:
-    """``pre__dce_early__original_firstorder_Mean`` -> (``pre``, ``dce_early``, ``original_firstorder_Mean``);
+    """(timepoint block, image, feature) of a wide column by the core's grammar (``columns.parse``):
+    ``pre__dce_early__original_firstorder_Mean`` -> (``pre``, ``dce_early``, ``original_firstorder_Mean``);
     ``delta_rel__pre_post__dce_early__f`` -> (``delta_rel pre_post``, ``dce_early``, ``f``)."""
-    parts = column.split("__")
-    if len(parts) >= 4 and parts[0].startswith("delta"):
-        return f"{parts[0]} {parts[1]}", parts[2], "__".join(parts[3:])
-    if len(parts) >= 3:
-        return parts[0], parts[1], "__".join(parts[2:])
-    if len(parts) == 2:
-        return parts[0], "", parts[1]
-    return "", "", column
+    from NACResponseLib.columns import SEP, parse
+
+    col = parse(column)
+    if col is None:
+        return "", "", column
+    return col.block.replace(SEP, " "), col.image or "", col.feature
 
 
 def case_feature_rows(wide, patient_id: str, reader: str | None = None, id_columns=("patient_id", "reader")):
