@@ -243,6 +243,26 @@ def study_logic(scene, copy_study):
     return logic
 
 
+def test_a_session_with_tokens_opens_only_with_the_readers_token_and_then_saves(study_logic, copy_study):
+    import slicer
+
+    from NACResponseLib.errors import InputError
+    from NACResponseLib.readers.sessions import ReaderSession, create_session
+
+    token = create_session(copy_study, "t", ["S1"], timepoints=["pre"], seed=1, tokens=True).issued_tokens["S1"]
+    session = study_logic.session
+    for wrong in (None, "", token + "x"):
+        with pytest.raises(InputError, match="token"):
+            session.openReaderSession("t", "S1", wrong)
+    session.openReaderSession("t", "S1", token)
+    reference, node, case = session.loadNextSessionCase("S1")
+    array = np.zeros(slicer.util.arrayFromVolume(reference).shape, np.uint8)
+    array[2:4, 10:14, 10:14] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(array, node, node.GetSegmentation().GetNthSegmentID(0), reference)
+    session.saveSessionSegmentation("S1", case, node)
+    assert [v["source"] for v in ReaderSession(copy_study, "t").versions("S1", case)] == ["session"]
+
+
 def test_unsaved_reader_edits_are_seen_and_kept_as_a_draft(study_logic, copy_study):
     import slicer
 

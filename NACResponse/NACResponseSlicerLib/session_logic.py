@@ -33,7 +33,9 @@ class SessionLogic:
             segmentEditorNode = slicer.mrmlScene.AddNode(segmentEditorNode)
         return segmentEditorNode
 
-    def openReaderSession(self, sessionName: str, readerId: str):
+    def openReaderSession(self, sessionName: str, readerId: str, token: str | None = None):
+        """Open the session for ``readerId``; a session created with tokens needs the reader's token
+        (checked now, so a wrong token is said before any work is done)."""
         from NACResponseLib.readers.sessions import ReaderSession
 
         if not sessionName or not readerId:
@@ -41,6 +43,7 @@ class SessionLogic:
         session = ReaderSession(self.context.requireStore(), sessionName)
         if readerId not in session.spec.readers:
             raise ValueError(f"{readerId!r} is not a reader of session {sessionName!r} ({', '.join(session.spec.readers)})")
+        session.authenticate(readerId, token or None)
         self.session = session
         self._savedDigest = {}
         self.removeOtherReadersNodes(readerId)

@@ -67,7 +67,7 @@ class SessionPanel(Panel):
     def onStartSession(self) -> None:
         p = self.params
         self.keepUnsavedEdits()
-        self.logic.openReaderSession(p.sessionName, p.readerId)
+        self.logic.openReaderSession(p.sessionName, p.readerId, self.ui.readerTokenLineEdit.text)
         self.loadNextCase()
 
     def onNextCase(self) -> None:
