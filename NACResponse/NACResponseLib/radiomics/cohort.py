@@ -154,39 +154,32 @@ def plan_rois(store: StudyStore, *, images: list[str] | None = None, readers: li
         if missing:
             raise InputError(f"{store.manifest_path}: no patient(s) {missing} in this study")
     out: list[RoiSpec] = []
-    for patient in cohort:
-        if patients and patient.patient_id not in patients:
-            continue
-        for tp in patient.ordered_timepoints():
-            if timepoints and tp.name not in timepoints:
+    for patient, tp, seg in cohort.select_segmentations(patients=patients, timepoints=timepoints, readers=readers,
+                                                        methods=methods):
+        mask_grid = grid(seg.path)
+        # a mask drawn on one modality (e.g. ultrasound) is never paired with another's image
+        drawn_on = tp.image(seg.reference).modality if tp.has_image(seg.reference) else None
+        for img in tp.images:
+            if drawn_on is not None and img.modality != drawn_on:
                 continue
-            for seg in tp.segmentations:
-                if (readers and seg.reader not in readers) or (methods and seg.method not in methods):
+            if images is not None:
+                if img.key not in images and img.role not in images:
                     continue
-                mask_grid = grid(seg.path)
-                # a mask drawn on one modality (e.g. ultrasound) is never paired with another's image
-                drawn_on = tp.image(seg.reference).modality if tp.has_image(seg.reference) else None
-                for img in tp.images:
-                    if drawn_on is not None and img.modality != drawn_on:
-                        continue
-                    if images is not None:
-                        if img.key not in images and img.role not in images:
-                            continue
-                    elif img.key != seg.reference:  # the reference pair always stays: its failure names why
-                        img_grid = grid(img.path)
-                        if mask_grid is None:
-                            continue  # unreadable mask: reported once, on its reference pair
-                        if img_grid is not None and (img_grid[0] != mask_grid[0]
-                                                     or (img_grid != mask_grid and not resample_masks)):
-                            continue
-                    g = grid(img.path)
-                    out.append(RoiSpec(patient.patient_id, tp.name, img.key, seg.reader, seg.method, int(seg.label),
-                                       img.path, seg.path, g[0] if g else 3))
-                if not tp.has_image(seg.reference) and (images is None or seg.reference in images):
-                    out.append(RoiSpec(patient.patient_id, tp.name, seg.reference, seg.reader, seg.method,
-                                       int(seg.label), "", seg.path, mask_grid[0] if mask_grid else 3,
-                                       problem=f"{seg.path}: its reference image {seg.reference!r} is not in the "
-                                               f"manifest for {patient.patient_id}/{tp.name}; nothing to extract on"))
+            elif img.key != seg.reference:  # the reference pair always stays: its failure names why
+                img_grid = grid(img.path)
+                if mask_grid is None:
+                    continue  # unreadable mask: reported once, on its reference pair
+                if img_grid is not None and (img_grid[0] != mask_grid[0]
+                                             or (img_grid != mask_grid and not resample_masks)):
+                    continue
+            g = grid(img.path)
+            out.append(RoiSpec(patient.patient_id, tp.name, img.key, seg.reader, seg.method, int(seg.label),
+                               img.path, seg.path, g[0] if g else 3))
+        if not tp.has_image(seg.reference) and (images is None or seg.reference in images):
+            out.append(RoiSpec(patient.patient_id, tp.name, seg.reference, seg.reader, seg.method,
+                               int(seg.label), "", seg.path, mask_grid[0] if mask_grid else 3,
+                               problem=f"{seg.path}: its reference image {seg.reference!r} is not in the "
+                                       f"manifest for {patient.patient_id}/{tp.name}; nothing to extract on"))
     return out
 
 

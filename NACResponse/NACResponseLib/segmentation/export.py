@@ -24,17 +24,9 @@ def export_segmentations(store, out_dir: str | Path, *, dicom_seg: bool = False,
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(f"{out}: folder is not empty; choose an empty folder or pass --overwrite")
     items = []
-    for patient in store.cohort:
-        if patients and patient.patient_id not in patients:
-            continue
-        for tp in patient.ordered_timepoints():
-            if timepoints and tp.name not in timepoints:
-                continue
-            for seg in tp.segmentations:
-                if (readers and seg.reader not in readers) or (methods and seg.method not in methods):
-                    continue
-                items.append((patient.patient_id, tp.name, seg, f"{patient.patient_id}/{tp.name}/"
-                              f"{seg.reader}__{seg.method}"))
+    for patient, tp, seg in store.cohort.select_segmentations(patients=patients, timepoints=timepoints,
+                                                              readers=readers, methods=methods):
+        items.append((patient.patient_id, tp.name, seg, f"{patient.patient_id}/{tp.name}/{seg.reader}__{seg.method}"))
     if not items:
         raise InputError(f"{store.manifest_path}: no segmentation matches the chosen readers/methods/patients/"
                          "timepoints")

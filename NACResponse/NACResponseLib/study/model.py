@@ -179,5 +179,18 @@ class Cohort:
     def timepoint_names(self) -> list[str]:
         return sorted({t for p in self for t in p.timepoints}, key=timepoint_order)
 
+    def select_segmentations(self, *, patients=None, timepoints=None, readers=None, methods=None):
+        """``(patient, timepoint, segmentation)`` of a subset in study order (a filter left None keeps all)."""
+        for patient in self:
+            if patients and patient.patient_id not in patients:
+                continue
+            for tp in patient.ordered_timepoints():
+                if timepoints and tp.name not in timepoints:
+                    continue
+                for seg in tp.segmentations:
+                    if (readers and seg.reader not in readers) or (methods and seg.method not in methods):
+                        continue
+                    yield patient, tp, seg
+
     def to_dict(self) -> dict[str, Any]:
         return {pid: asdict(p) for pid, p in self.patients.items()}
