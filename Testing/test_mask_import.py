@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from test_dicom_seg import _add_segmentation, _highdicom_seg, _mask, _reference, _write_series
+from test_sessions import _gt_array
+from test_sessions import _reference as _cohort_reference
 
 from NACResponseLib.cli import main
 from NACResponseLib.errors import GeometryMismatchError, InputError
@@ -17,17 +19,6 @@ from NACResponseLib.readers.mask_import import (
     read_itksnap_labels,
 )
 from NACResponseLib.readers.sessions import create_session
-
-
-def _cohort_reference(store, cid):
-    pid, tp = cid.split("/")
-    return sitk.ReadImage(str(store.path(store.cohort[pid].timepoint(tp).image("dce_early").path)))
-
-
-def _gt_array(store, cid):
-    pid, tp = cid.split("/")
-    seg = store.cohort[pid].timepoint(tp).segmentations_by(reader="GT")[0]
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(store.path(seg.path))))
 
 
 def test_import_nifti_nrrd_with_itksnap_labels(copy_study, tmp_path):
