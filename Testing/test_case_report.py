@@ -21,6 +21,7 @@ class _Tables(HTMLParser):
     def __init__(self):
         super().__init__()
         self.tables, self.sections, self.images, self.scripts = {}, [], 0, {}
+        self.alts: dict[str, list[str]] = {}  # section id: alt texts of its embedded figures
         self._table = self._row = self._cell = self._script = None
 
     def handle_starttag(self, tag, attrs):
@@ -36,6 +37,7 @@ class _Tables(HTMLParser):
             self.sections.append(a.get("id"))
         elif tag == "img" and a.get("src", "").startswith("data:image/png;base64,"):
             self.images += 1
+            self.alts.setdefault(self.sections[-1] if self.sections else None, []).append(a.get("alt"))
         elif tag == "script":
             self._script = a.get("id")
             self.scripts[self._script] = ""
@@ -122,7 +124,15 @@ def test_case_report_sections_match_the_tables(study, tmp_path, capsys):
     assert page.sections == [f"section-{s}" for s in ("patient", "images", "measurements", "models", "gradcam",
                                                       "mammograms", "provenance")]
     assert page.images >= 3  # delineations, Grad-CAM, mammograms
-    assert out.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    pdf = out.with_suffix(".pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page") > page.images  # a text page, then the figures
+
+    # images with the delineations: one figure per image the patient's outlines were drawn on
+    outlined = {s.reference for tp in study.cohort[pid].timepoints.values() for s in tp.segmentations}
+    assert sorted(page.alts["section-images"]) == sorted(f"delineations {k}" for k in outlined)
+    assert set(page.tables["patient"][2][1].split(", ")) == {
+        f"{s.reader} ({s.method})" for tp in study.cohort[pid].timepoints.values() for s in tp.segmentations}
+    assert page.alts["section-gradcam"] == ["Grad-CAM resnet50"]
 
     # volume, longest diameter, changes and RECIST: every reader's series equals tumour_measurements
     meas = pd.read_parquet(study.root / "tables" / "tumour_measurements.parquet")
@@ -134,6 +144,24 @@ def test_case_report_sections_match_the_tables(study, tmp_path, capsys):
         np.testing.assert_allclose([float(r[2]) for r in rows], grp["longest_inplane_diameter_mm"], atol=0.005)
         np.testing.assert_allclose([float(r[4]) for r in rows], grp["diameter_change_pct"], atol=0.05)
         assert [r[5] for r in rows] == grp["recist"].tolist()
+
+    # the RECIST line: on each image, one per timepoint its leading delineation was measured at, as long
+    # as that measurement's longest diameter, on its slice
+    lines = page.tables["recist-lines"][1:]
+    assert lines
+    by_key = meas.set_index(["timepoint", "reader", "method"])
+    for image in {r[1] for r in lines}:
+        drawn = [r for r in lines if r[1] == image]
+        assert len({r[2] for r in drawn}) == 1  # one delineation leads on each image
+        reader, method = drawn[0][2][:-1].split(" (")
+        measured = meas[(meas["reader"] == reader) & (meas["method"] == method)]
+        assert [r[0] for r in drawn] == measured["timepoint"].tolist()
+        for r in drawn:
+            row = by_key.loc[(r[0], reader, method)]
+            assert float(r[4]) == pytest.approx(row["longest_inplane_diameter_mm"], abs=0.005)
+            flat = sitk.ReadImage(str(study.path(row["path"]))).GetDimension() == 2
+            assert r[3] == ("" if flat else str(int(row["diameter_slice"])))
+    _recist_lines_lie_on_the_outline(study, pid, meas, len(lines))
 
     # saved model: probability, classes and top features equal the 'model predict' command's
     capsys.readouterr()
@@ -178,6 +206,58 @@ def test_case_report_sections_match_the_tables(study, tmp_path, capsys):
     assert prov["inputs_sha256"][seg.path] == hashlib.sha256(study.path(seg.path).read_bytes()).hexdigest()
     assert {"nacresponse", "numpy", "SimpleITK"} <= set(prov["versions"])
     assert {"tumour_measurements", "mc_resmin", "dlr_predictions"} <= set(prov["tables"])
+
+
+def _recist_lines_lie_on_the_outline(study, pid, meas, n_lines: int) -> None:
+    """The figure data: each line's ends, taken back from the panel's mm frame to pixel edges with the
+    spacing read here from the mask file, are outline corners of the mask on the drawn slice (a pixel
+    of the tumour on one side, background on another), and they are the measured length apart."""
+    from NACResponseLib.reporting.case import gather_case
+
+    lines = gather_case(study, pid)["images"]["recist"]
+    assert len(lines) == n_lines
+    for line in lines:
+        mask = sitk.ReadImage(str(study.path(line["path"])))
+        seg = next(s for s in study.cohort[pid].timepoints[line["timepoint"]].segmentations if s.path == line["path"])
+        arr = sitk.GetArrayFromImage(mask) == seg.label
+        plane = arr[line["slice"]] if arr.ndim == 3 else arr
+        sx, sy = mask.GetSpacing()[:2]
+        padded = np.pad(plane, 1)
+        for x_mm, y_mm in (line["start_mm"], line["end_mm"]):
+            col, row = x_mm / sx, y_mm / sy  # pixel edges: pixel c spans [c, c + 1)
+            assert col == pytest.approx(round(col), abs=1e-4) and row == pytest.approx(round(row), abs=1e-4)
+            around = padded[round(row):round(row) + 2, round(col):round(col) + 2]  # the 4 pixels at the corner
+            assert around.any() and not around.all(), (line, around)
+        (x0, y0), (x1, y1) = line["start_mm"], line["end_mm"]
+        expected = meas[(meas["timepoint"] == line["timepoint"]) & (meas["reader"] == line["reader"])
+                        & (meas["method"] == line["method"])]["longest_inplane_diameter_mm"].item()
+        assert np.hypot(x1 - x0, y1 - y0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_recist_line_on_an_anisotropic_rotated_grid():
+    """A 10 x 3 voxel bar on a (0.7, 2.0, 3.0) mm grid with a rotated direction: the line is the bar's
+    diagonal, hypot(10 * 0.7, 3 * 2.0) mm, between its opposite corners in the panel's frame
+    (x = column edge * 0.7 mm, y = row edge * 2.0 mm), on the bar's slice; a 2D mask has no slice."""
+    from NACResponseLib.reporting.figures import recist_line
+
+    arr = np.zeros((4, 12, 20), np.uint8)
+    arr[2, 5:8, 4:14] = 1  # rows 5-7, columns 4-13
+    arr[1, 6, 6:9] = 1
+    mask = sitk.GetImageFromArray(arr)
+    mask.SetSpacing((0.7, 2.0, 3.0))
+    mask.SetDirection((0, 1, 0, -1, 0, 0, 0, 0, 1))
+    mask.SetOrigin((5.0, -3.0, 2.0))
+    line = recist_line(mask, 1, "R1 (manual)")
+    assert line.slice == 2
+    assert line.length_mm == pytest.approx(np.hypot(10 * 0.7, 3 * 2.0))
+    ends = sorted([line.start_mm, line.end_mm])
+    assert ends == [pytest.approx(e) for e in ([(2.8, 10.0), (9.8, 16.0)] if ends[0][1] < 13 else
+                                              [(2.8, 16.0), (9.8, 10.0)])]
+    flat = sitk.GetImageFromArray(arr[2])
+    flat.SetSpacing((0.7, 2.0))
+    line2d = recist_line(flat, 1, "GT (reference)")
+    assert line2d.slice is None and line2d.length_mm == pytest.approx(line.length_mm)
+    assert recist_line(sitk.Image(5, 5, sitk.sitkUInt8), 1, "empty") is None
 
 
 @pytest.mark.slow

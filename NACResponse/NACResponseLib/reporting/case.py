@@ -108,47 +108,63 @@ def _leading(segs, primary):
     return sorted(segs, key=rank)
 
 
+def _slice_of(slices, seg, tp_name) -> int | None:
+    index = slices.get((seg.reader, seg.method, tp_name))
+    return None if index is None or str(index) == "<NA>" else int(index)
+
+
 def _images(src: _Sources, patient, measurements: dict[str, Any]) -> dict[str, Any]:
     """One figure per image the delineations were drawn on (e.g. DCE early, B-mode), one panel per
-    timepoint: the leading delineation's RECIST slice with every delineation of that image on it."""
+    timepoint: the leading delineation's RECIST slice with every delineation of that image on it
+    and the leading delineation's RECIST line (``recist``: the lines drawn, in each panel's mm frame)."""
     import SimpleITK as sitk
 
     from ..deep.slices import largest_slice_index
     from ..imageio import read_image
-    from .figures import figure_rows, image_plane, mask_plane, timepoint_figure
+    from .figures import figure_rows, image_plane, mask_plane, recist_line, timepoint_figure
 
     primary = measurements.get("primary")
     slices = {(s["reader"], s["method"], tp): i for s in measurements.get("series", []) for tp, i in s["slices"].items()}
     keys = list(dict.fromkeys(seg.reference for tp in patient.ordered_timepoints() for seg in _leading(tp.segmentations, primary)))
-    figures, notes = [], []
+    figures, notes, lines = [], [], []
     for key in keys:
         panels = []
         for tp in patient.ordered_timepoints():
             segs = _leading([s for s in tp.segmentations if s.reference == key], primary)
             if not segs:
                 continue
+            lead = segs[0]
             try:
                 image = read_image(src.file(tp.image(key).path))
-                index = slices.get((segs[0].reader, segs[0].method, tp.name))
-                index = None if index is None or str(index) == "<NA>" else int(index)
-                outlines = []
-                for seg in segs:
-                    mask = read_image(src.file(seg.path))
-                    if index is None and mask.GetDimension() == 3:
-                        index = largest_slice_index(sitk.GetArrayViewFromImage(mask) == seg.label)
-                    outlines.append((f"{seg.reader} ({seg.method})", mask_plane(mask == seg.label, index)))
+                masks = [read_image(src.file(seg.path)) for seg in segs]
+                line = recist_line(masks[0], lead.label, f"{lead.reader} ({lead.method})")
+                index = _slice_of(slices, lead, tp.name)
+                if index is None and masks[0].GetDimension() == 3:
+                    index = line.slice if line else largest_slice_index(sitk.GetArrayViewFromImage(masks[0]) == lead.label)
+                if line is not None and line.slice is not None and line.slice != index:
+                    notes.append(src.failed(f"{tp.name} {key} RECIST line", InputError(
+                        f"{lead.path}: the longest diameter lies on slice {line.slice} but {MEASUREMENTS_TABLE} says "
+                        f"slice {index}; the mask changed after it was measured (rerun 'nacresponse seg measure')")))
+                    line = None
+                outlines = [(f"{seg.reader} ({seg.method})", mask_plane(mask == seg.label, index))
+                            for seg, mask in zip(segs, masks)]
                 where = f", slice {index}" if image.GetDimension() == 3 else ""
-                panels.append((image_plane(image, index, f"{TIMEPOINTS.get(tp.name, tp.name)}\n{key}{where}"),
-                               outlines))
+                plane = image_plane(image, index, f"{TIMEPOINTS.get(tp.name, tp.name)}\n{key}{where}")
+                panels.append((plane, outlines, line))
+                if line is not None:
+                    lines.append({"timepoint": tp.name, "image": key, "reader": lead.reader, "method": lead.method,
+                                  "path": lead.path, "slice": line.slice, "length_mm": line.length_mm,
+                                  "start_mm": line.start_mm, "end_mm": line.end_mm, "spacing_xy_mm": plane.spacing_xy})
             except (NACError, KeyError, RuntimeError, OSError) as exc:
                 notes.append(src.failed(f"{tp.name} {key} image", exc))
         figures += [(key, timepoint_figure(chunk, f"{patient.patient_id}: delineations on {key}"))
                     for chunk in figure_rows(panels)]
     if not figures:
-        return {"missing": "No timepoint has an image with a delineation.", "notes": notes}
-    return {"figures": figures, "notes": notes,
+        return {"missing": "No timepoint has an image with a delineation.", "notes": notes, "recist": lines}
+    return {"figures": figures, "notes": notes, "recist": lines,
             "caption": "Each timepoint on the slice of its longest in-plane diameter (leading delineation "
-                       "first in the legend); axes in mm in the image's own geometry."}
+                       "first in the legend); yellow: that delineation's RECIST line (longest in-plane diameter, "
+                       "edge to edge on the voxel outline) with its length; axes in mm in the image's own geometry."}
 
 
 def _model_hash(folder: Path) -> dict[str, str]:

@@ -1,11 +1,13 @@
-"""Figures of the case report: one image slice per timepoint with the delineations drawn on it, and
-Grad-CAM maps over their image.
+"""Figures of the case report: one image slice per timepoint with the delineations and the RECIST
+line drawn on it, and Grad-CAM maps over their image.
 
 Drawn in millimetres in the image's own geometry: pixel (i, j) covers [j*sx, (j+1)*sx] x
 [i*sy, (i+1)*sy] mm from the image corner, so the aspect follows the spacing and a contour sits
 where the viewer shows it.  The slice is the one the core measured the RECIST diameter on
-(``tumour_measurements.diameter_slice``); Grad-CAM maps share their image's grid
-(``deep.gradcam.write_map``).  Figures come back as PNG bytes so the page can embed them.
+(``tumour_measurements.diameter_slice``); the RECIST line is the core's own end points
+(``segmentation.measurements.longest_inplane_diameter_ends``, as the Slicer viewer draws it) put
+in the same frame.  Grad-CAM maps share their image's grid (``deep.gradcam.write_map``).  Figures
+come back as PNG bytes so the page can embed them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Contour colours, one per delineation (reader/method) in the order given.
-COLOURS = ("lime", "magenta", "cyan", "orange", "yellow", "red")
+COLOURS = ("lime", "magenta", "cyan", "orange", "dodgerblue", "red")  # yellow: the RECIST line
 MARGIN_MM = 15.0
 DPI = 100
 
@@ -38,6 +40,38 @@ class Plane:
     def centres_mm(self) -> tuple[np.ndarray, np.ndarray]:
         ny, nx = self.pixels.shape
         return (np.arange(nx) + 0.5) * self.spacing_xy[0], (np.arange(ny) + 0.5) * self.spacing_xy[1]
+
+
+@dataclass
+class RecistLine:
+    """The longest in-plane diameter of one delineation, in a panel's frame: (x, y) mm from the
+    image corner (x along the column index, y along the row index), on slice ``slice``."""
+
+    label: str
+    length_mm: float
+    slice: int | None
+    start_mm: tuple[float, float]
+    end_mm: tuple[float, float]
+
+
+def recist_line(mask, label: int, name: str) -> RecistLine | None:
+    """The RECIST line of ``mask`` (voxels == ``label``) by the core's rule; None when it is empty.
+
+    The core gives the ends as continuous voxel indices (z, y, x) of outline corners, voxel centres
+    at integers; a panel puts voxel centre c at (c + 0.5) * spacing mm, so a corner c - 0.5 lies on
+    the pixel edge c * spacing.
+    """
+    from ..segmentation.measurements import longest_inplane_diameter_ends
+
+    length, where, start, end = longest_inplane_diameter_ends(mask, label)
+    if where is None:
+        return None
+    sx, sy = (float(v) for v in mask.GetSpacing()[:2])
+
+    def mm(zyx) -> tuple[float, float]:
+        return (float(zyx[2]) + 0.5) * sx, (float(zyx[1]) + 0.5) * sy
+
+    return RecistLine(name, float(length), where if mask.GetDimension() == 3 else None, mm(start), mm(end))
 
 
 def image_plane(image, index: int | None, title: str) -> Plane:
@@ -77,7 +111,8 @@ def _crop(ax, plane: Plane, masks: Sequence[np.ndarray]) -> None:
     ax.set_ylim(min(y1, ext[2]), max(y0, 0.0))
 
 
-def _draw(ax, plane: Plane, outlines: Sequence[tuple[str, np.ndarray]], heat: np.ndarray | None = None) -> None:
+def _draw(ax, plane: Plane, outlines: Sequence[tuple[str, np.ndarray]], heat: np.ndarray | None = None,
+          line: RecistLine | None = None) -> None:
     lo, hi = _window(plane.pixels)
     ax.imshow(plane.pixels, cmap="gray", vmin=lo, vmax=hi, extent=plane.extent, interpolation="nearest")
     if heat is not None:
@@ -89,6 +124,15 @@ def _draw(ax, plane: Plane, outlines: Sequence[tuple[str, np.ndarray]], heat: np
         if m is not None and m.any():
             ax.contour(xs, ys, m.astype(float), levels=[0.5], colors=colour, linewidths=1.0)
             handles.append((label, colour))
+    if line is not None:
+        from matplotlib import patheffects
+
+        (x0, y0), (x1, y1) = line.start_mm, line.end_mm
+        ax.plot([x0, x1], [y0, y1], color="yellow", linewidth=1.2, marker="+", markersize=7)
+        ax.annotate(f"{line.length_mm:.1f} mm", ((x0 + x1) / 2, (y0 + y1) / 2), color="yellow", fontsize=8,
+                    xytext=(4, 4), textcoords="offset points",
+                    path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
+        handles.append((f"RECIST {line.label}: {line.length_mm:.1f} mm", "yellow"))
     if handles:
         from matplotlib.lines import Line2D
 
@@ -119,11 +163,13 @@ def _figure(n: int):
     return plt.subplots(1, n, figsize=(3.6 * n, 3.9), squeeze=False)
 
 
-def timepoint_figure(panels: Sequence[tuple[Plane, Sequence[tuple[str, np.ndarray]]]], suptitle: str = "") -> bytes:
-    """One panel per timepoint: the plane with its delineations (label, mask plane) outlined."""
+def timepoint_figure(panels: Sequence[tuple[Plane, Sequence[tuple[str, np.ndarray]], RecistLine | None]],
+                     suptitle: str = "") -> bytes:
+    """One panel per timepoint: the plane with its delineations (label, mask plane) outlined and
+    the RECIST line (None: not drawn)."""
     fig, axes = _figure(len(panels))
-    for ax, (plane, outlines) in zip(axes[0], panels, strict=True):
-        _draw(ax, plane, outlines)
+    for ax, (plane, outlines, line) in zip(axes[0], panels, strict=True):
+        _draw(ax, plane, outlines, line=line)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()

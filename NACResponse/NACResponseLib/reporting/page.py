@@ -2,8 +2,9 @@
 request, a PDF (matplotlib's PdfPages: a text page of the numbers, then one page per figure;
 chosen because matplotlib is already a core dependency).
 
-Every table carries an ``id`` (``measurements-<reader>-<method>``, ``models``, ``classes-<model>``,
-``features-<model>``, ``mammograms``) so scripts and tests can read the numbers back.
+Every table carries an ``id`` (``measurements-<reader>-<method>``, ``recist-lines``, ``models``,
+``classes-<model>``, ``features-<model>``, ``mammograms``) so scripts and tests can read the numbers
+back.
 """
 
 from __future__ import annotations
@@ -85,7 +86,19 @@ def _measurements(case) -> str:
         out.append(_table(f"measurements-{s['reader']}-{s['method']}",
                           ["timepoint", "volume (ml)", "longest diameter (mm)", "volume change (%)",
                            "diameter change (%)", "RECIST 1.1"], rows))
+    lines = case["images"].get("recist", [])
+    if lines:
+        out.append("<h3>RECIST lines drawn on the images</h3>")
+        out.append(_table("recist-lines", ["timepoint", "image", "delineation", "slice", "longest diameter (mm)",
+                                           "from (x, y mm)", "to (x, y mm)"],
+                          [[_e(r["timepoint"]), _e(r["image"]), _e(f"{r['reader']} ({r['method']})"),
+                            _e("" if r["slice"] is None else r["slice"]), _num(r["length_mm"]), _point(r["start_mm"]),
+                            _point(r["end_mm"])] for r in lines]))
     return "".join(out)
+
+
+def _point(xy) -> str:
+    return f"({_num(xy[0], 1)}, {_num(xy[1], 1)})"
 
 
 def _models(case) -> str:
@@ -191,6 +204,10 @@ def _text_lines(case) -> list[str]:
                          f"{_num(r['longest_inplane_diameter_mm']):>7} mm  {r['recist']}")
     if "missing" in sec:
         lines.append(f"  {sec['missing']}")
+    for r in case["images"].get("recist", []):
+        where = "" if r["slice"] is None else f", slice {r['slice']}"
+        lines.append(f"  RECIST line {r['timepoint']:<6} {r['image']} {r['reader']} ({r['method']}){where}: "
+                     f"{_num(r['length_mm'])} mm")
     lines += ["", "Response predictions"]
     for m in case["models"].get("entries", []):
         if "probability" in m:
