@@ -141,3 +141,19 @@ def test_numpy_prediction_reads_sklearn_fitted_attributes_to_1e12(tmp_path, data
     assert list(inner.columns) == list(ref.columns)
     np.testing.assert_allclose(inner.to_numpy(), ref.to_numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.predict(Xt), pipe.predict_proba(Xt)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_model_json_is_strict_and_keeps_an_infinite_threshold(tmp_path, data):
+    """An operating point at +inf (call nobody positive) is written as the string "Infinity", not the
+    bare literal other JSON parsers refuse, and loads back as a float."""
+    X, y = data
+    pipe = fit_model(ModelSpec("radiomics", "logistic", FAST), X.drop(columns=["subtype"]), y)
+    save_model(tmp_path / "m", pipe, target="pcr", kind="radiomics", operating_points={"none": {"threshold": np.inf}},
+               training_summary={"n": len(y)}, provenance={"step": "test"})
+
+    def refuse(name):
+        raise ValueError(name)
+
+    meta = json.loads((tmp_path / "m" / "model.json").read_text(), parse_constant=refuse)
+    assert meta["operating_points"]["none"]["threshold"] == "Infinity"
+    assert load_model(tmp_path / "m").operating_points["none"]["threshold"] == np.inf

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 from collections.abc import Iterable
@@ -94,6 +95,60 @@ def json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+#: Strict JSON (RFC 8259) has no literal for the non-finite floats, which the project does produce
+#: (a fold threshold of +inf calls nobody positive; a feature can be NaN).  ``strict_json`` writes
+#: them as these strings, the spellings that Python's ``float()`` and JavaScript's ``Number()``
+#: both read, and ``read_json`` turns exactly these strings back into floats.
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _finite(value: Any, default) -> Any:
+    if isinstance(value, float):  # np.float64 too
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, dict):
+        return {k.item() if hasattr(k, "item") else k: _finite(v, default) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, default) for v in value]
+    converted = default(value)
+    if type(converted) is type(value):
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return _finite(converted, default)
+
+
+def strict_json(obj: Any, *, default=json_default, **kwargs) -> str:
+    """JSON text that every parser accepts: NaN and +-inf as the strings of ``NON_FINITE`` (plain
+    ``json.dumps`` writes bare ``NaN``/``Infinity``, which other tools refuse).  ``default``
+    converts other objects first, as in ``json.dumps``."""
+    return json.dumps(_finite(obj, default), allow_nan=False, **kwargs)
+
+
+def _restored(value: Any) -> Any:
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: _restored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restored(v) for v in value]
+    return value
+
+
+def read_json(text: str | bytes) -> Any:
+    """Parse ``strict_json`` text (or older files with bare NaN/Infinity) with the non-finite
+    floats restored."""
+    return _restored(json.loads(text))
+
+
+def write_json(path: str | Path, obj: Any, *, default=json_default, indent: int | None = 1) -> None:
+    """``strict_json`` written atomically."""
+    from .atomic import atomic_write_text
+
+    atomic_write_text(path, strict_json(obj, default=default, indent=indent))
 
 
 def now_iso() -> str:

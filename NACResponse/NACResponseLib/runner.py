@@ -53,7 +53,7 @@ from typing import Any
 from .atomic import atomic_write_text
 from .errors import CancelledError, InputError, NACError
 from .progress import CancelToken, Progress, ProgressCallback
-from .provenance import result_digest
+from .provenance import read_json, result_digest, strict_json
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +231,11 @@ def execute_task(function: str, kwargs: dict[str, Any], key: str, digest: str, r
 def write_record(results_dir: Path, record: dict[str, Any]) -> None:
     done_path, failed_path = _result_paths(results_dir, record["digest"])
     if record["status"] == "done":
-        atomic_write_text(done_path, json.dumps(record, allow_nan=True))
+        atomic_write_text(done_path, strict_json(record, default=str))
         if failed_path.exists():
             failed_path.unlink(missing_ok=True)
     else:
-        atomic_write_text(failed_path, json.dumps(record, allow_nan=True))
+        atomic_write_text(failed_path, strict_json(record, default=str))
 
 
 def read_record(results_dir: str | Path, digest: str, *, input_failures: bool = False) -> dict[str, Any] | None:
@@ -249,7 +249,7 @@ def read_record(results_dir: str | Path, digest: str, *, input_failures: bool = 
         if not path.is_file():
             continue
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = read_json(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             log.warning("%s: unreadable result record; recomputing", path)
             continue

@@ -18,9 +18,12 @@ def find_evaluations(reports_dir) -> dict[str, Path]:
 
 
 def load_evaluation(path) -> dict:
+    """The evaluation with its non-finite floats restored (the file writes them as strings)."""
+    from NACResponseLib.provenance import read_json
+
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return read_json(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the evaluation ({exc})") from None
 

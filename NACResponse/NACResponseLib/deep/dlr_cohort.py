@@ -343,7 +343,6 @@ def evaluate_dlr_study(store, bundles: dict[str, str | Path], *, n_boot: int = 2
     """Evaluate saved DLR bundles (``{step: folder}``, e.g. ``{"c2": ..., "c4": ...}``) on their
     out-of-fold scores against Clinical-k, and run the DLRP pathway; writes the tables above and
     ``<out_dir>/evaluation.json`` (default ``<study>/reports/dlr``)."""
-    import json
 
     import pandas as pd
 
@@ -351,7 +350,7 @@ def evaluate_dlr_study(store, bundles: dict[str, str | Path], *, n_boot: int = 2
     from ..modelling.delong import delong_paired
     from ..modelling.evaluation import weighted_youden
     from ..modelling.stepwise import flag_table, stepwise_flags
-    from ..provenance import json_default
+    from ..provenance import strict_json
     from .dlr import load_dlr_bundle
 
     if not bundles:
@@ -415,7 +414,7 @@ def evaluate_dlr_study(store, bundles: dict[str, str | Path], *, n_boot: int = 2
     store.write_table(FLAGS_TABLE, flags, provenance)
     out = Path(out_dir) if out_dir else store.reports_dir / "dlr"
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "evaluation.json", json.dumps(results, indent=1, default=json_default))
+    atomic_write_text(out / "evaluation.json", strict_json(results, indent=1))
     results["path"] = str(out / "evaluation.json")
     return results
 

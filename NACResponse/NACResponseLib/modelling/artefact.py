@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path, atomic_write_text
+from ..atomic import atomic_path
 from ..errors import InputError
-from ..provenance import json_default
+from ..provenance import read_json, write_json
 from .artefact_schema import ModelFileError, check_model
 from .logit import sigmoid
 
@@ -193,7 +193,7 @@ def save_model(directory: str | Path, pipe, *, target: str, kind: str, operating
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "arrays.npz") as tmp:
         Path(tmp).write_bytes(payload)
-    atomic_write_text(directory / "model.json", json.dumps(meta, indent=1, default=json_default))
+    write_json(directory / "model.json", meta)
     return directory
 
 
@@ -335,7 +335,7 @@ def load_model(directory: str | Path) -> SavedModel:
         if not p.is_file():
             raise InputError(f"{p}: missing (not a saved NACResponse model folder)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{meta_path}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict):

@@ -3,7 +3,6 @@ models on a study, train and save one model, predict saved-model probabilities f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..columns import column_timepoints
 from ..errors import InputError
-from ..provenance import collect
+from ..provenance import collect, read_json
 from ..study.model import timepoint_order
 from .data import MODEL_KINDS, clinical_frame, icc_whitelist, model_inputs
 from .pipeline import ModelSpec, cross_validated_predictions, fit_model, selection_report
@@ -207,4 +206,4 @@ def load_evaluation(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no evaluation found (run 'nacresponse model evaluate' first)")
-    return json.loads(path.read_text())
+    return read_json(path.read_text(encoding="utf-8"))

@@ -5,13 +5,13 @@ stepwise flag table, RCB regression and the per-case predictions."""
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_write_text, atomic_write_with
+from ..provenance import strict_json
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
@@ -224,7 +224,8 @@ def write_report(results: dict[str, Any], out_dir: str | Path, title: str = "NAC
 
 
 def results_to_json(results: dict[str, Any]) -> str:
-    """JSON text of an evaluation (DataFrames become record lists)."""
+    """Strict JSON text of an evaluation (DataFrames become record lists; a threshold of +inf is
+    the string "Infinity", see ``provenance.strict_json``; ``cohort.load_evaluation`` reads it back)."""
     def conv(o):
         if hasattr(o, "to_dict"):
             return o.to_dict(orient="records")
@@ -234,4 +235,4 @@ def results_to_json(results: dict[str, Any]) -> str:
             return o.tolist()
         return str(o)
 
-    return json.dumps(results, default=conv, indent=1)
+    return strict_json(results, default=conv, indent=1)

@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text, atomic_write_with
-from ..provenance import json_default
+from ..provenance import strict_json
 from ..study.model import TIMEPOINTS
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;color:#222}table{border-collapse:collapse;"
@@ -167,7 +166,7 @@ def _provenance(case) -> str:
                       [[_e(k), _e(v["step"]), _e(v["created"]), f"<code>{_e(v['parameters_sha256'])}</code>",
                         f"<code>{_e(v['sha256'])}</code>"] for k, v in p["tables"].items()]))
     out.append("<script type='application/json' id='provenance-json'>"
-               + json.dumps(p, default=json_default).replace("</", "<\\/") + "</script>")
+               + strict_json(p).replace("</", "<\\/") + "</script>")
     return "".join(out)
 
 
