@@ -148,6 +148,23 @@ def test_failed_roi_is_recorded_and_run_goes_on(synthetic_study, tmp_path):
     assert patient.patient_id not in set(store.read_table("radiomics").patient_id)
 
 
+def test_run_that_ends_in_an_error_is_recorded_failed(synthetic_study, tmp_path, monkeypatch):
+    """An error other than a cancel (here the table write: a full disk) marks the run failed with
+    the error; it used to stay 'running' for ever."""
+    store = _copy(synthetic_study, tmp_path / "full")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "write_tables", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        extract_cohort(store, PARAMS, mode="serial", progress_mode="none", images=["dce_early"], readers=["R1"],
+                       timepoints=["pre"])
+    run = store.runs()[-1]
+    assert run["step"] == "radiomics" and run["status"] == "failed" and run["finished"]
+    assert "No space left on device" in json.loads(run["summary"])["error"]
+
+
 def test_extract_case_matches_cohort_rows(serial_run):
     store, result = serial_run
     pid = result.long.patient_id.iloc[0]

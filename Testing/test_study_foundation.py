@@ -148,6 +148,18 @@ def test_store_tables_provenance_catalogue(copy_study):
     run = store.start_run("unit", {"x": 1})
     store.finish_run(run, "done", {"n": 2})
     assert store.runs()[-1]["status"] == "done"
+    # recorded_run: no run stays 'running', whatever ends it
+    from NACResponseLib.errors import CancelledError
+
+    with store.recorded_run("unit") as recorded:
+        recorded.finish("done_with_failures", {"n": 1})
+    assert store.runs()[-1]["status"] == "done_with_failures"
+    for error, status in ((CancelledError("stop"), "cancelled"), (KeyboardInterrupt(), "cancelled"),
+                          (ValueError("bad value"), "failed")):
+        with pytest.raises(type(error)), store.recorded_run("unit"):
+            raise error
+        assert store.runs()[-1]["status"] == status and store.runs()[-1]["finished"]
+    assert "ValueError: bad value" in store.runs()[-1]["summary"]
     store.audit("opened", actor="R1", target="P001")
     assert store.audit_log()[-1]["actor"] == "R1"
     with pytest.raises(InputError, match="result table 'nothing' not found"):

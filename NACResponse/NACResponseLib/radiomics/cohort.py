@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CancelledError, InputError
+from ..errors import InputError
 from ..progress import CancelToken, ProgressCallback
 from ..stage import StageResult
 from ..study.store import StudyStore
@@ -347,47 +347,44 @@ def extract_cohort(store: StudyStore, params=None, params_2d=None, *, jobs: int 
                       "params_2d_sha256": described["params_2d"]["sha256"],
                       "images": images, "readers": readers, "methods": methods, "timepoints": timepoints,
                       "patients": patients, "resample_masks": resample_masks}
-    run_id = store.start_run("radiomics", run_parameters) if write else None
-    try:
+    # the run's row: ended below on success; by recorded_run as cancelled/failed on any error
+    with store.recorded_run("radiomics", run_parameters, record=write) as run:
         summary = run_tasks(tasks, store.work_dir("radiomics"), mode=mode, jobs=jobs, scheduler=scheduler,
                             stage="radiomics", progress=progress, progress_mode=progress_mode, cancel=cancel,
                             preload=preload, cost=roi_cost)
-    except CancelledError:
-        if run_id:
-            store.finish_run(run_id, "cancelled")
-        raise
-    status = "done" if not summary.failed else "done_with_failures"
-    parameters = {**run_parameters, "parameter_sets": described}
-    tables_print = fingerprint(rois, summary.digests, parameters)
-    stored = _stored_provenance(store, tables_print) if write and summary.unchanged else None
-    if stored is not None:
-        # Nothing ran and the stored tables come from exactly these tasks: keep them as they are.
-        store.finish_run(run_id, status, {**summary.as_dict(), "tables": "unchanged"})
-        store.audit("radiomics", target=f"table:{TABLE_LONG}",
-                    details={"run_id": run_id, "done": summary.done, "failed": summary.failed, "tables": "unchanged"})
-        return CohortRadiomics(summary=summary, provenance=stored, rois=rois, store=store)
-    result = _assemble(rois, summary)
-    merged_from = None
-    subset = any(x is not None for x in (images, readers, methods, timepoints, patients))
-    merged = _merge_stored_rows(store, result, parameters, resample_masks) if write and subset else None
-    if merged is not None:
-        long, wide, failures, merged_from = merged
-        result = CohortRadiomics(long, wide, failures, summary, rois=rois)
-    inputs = sorted({str(store.path(r.image_path)) for r in rois} | {str(store.path(r.mask_path)) for r in rois})
-    inputs = [p for p in inputs if Path(p).is_file()]
-    result.provenance = collect(
-        step="radiomics", parameters=parameters, inputs=inputs,
-        base=store.root, extra={"run_id": run_id, "summary": summary.as_dict(), "fingerprint": tables_print,
-                                "merged_with_run": merged_from,
-                                "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
-    if write:
-        store.write_tables({TABLE_LONG: result.long, TABLE_WIDE: result.wide, TABLE_FAILURES: result.failures},
-                           result.provenance)
-        result.tables = list(TABLES)
-        store.finish_run(run_id, status, summary.as_dict())
-        store.audit("radiomics", target=f"table:{TABLE_LONG}",
-                    details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
-    return result
+        run_id = run.run_id
+        status = "done" if not summary.failed else "done_with_failures"
+        parameters = {**run_parameters, "parameter_sets": described}
+        tables_print = fingerprint(rois, summary.digests, parameters)
+        stored = _stored_provenance(store, tables_print) if write and summary.unchanged else None
+        if stored is not None:
+            # Nothing ran and the stored tables come from exactly these tasks: keep them as they are.
+            run.finish(status, {**summary.as_dict(), "tables": "unchanged"})
+            store.audit("radiomics", target=f"table:{TABLE_LONG}",
+                        details={"run_id": run_id, "done": summary.done, "failed": summary.failed, "tables": "unchanged"})
+            return CohortRadiomics(summary=summary, provenance=stored, rois=rois, store=store)
+        result = _assemble(rois, summary)
+        merged_from = None
+        subset = any(x is not None for x in (images, readers, methods, timepoints, patients))
+        merged = _merge_stored_rows(store, result, parameters, resample_masks) if write and subset else None
+        if merged is not None:
+            long, wide, failures, merged_from = merged
+            result = CohortRadiomics(long, wide, failures, summary, rois=rois)
+        inputs = sorted({str(store.path(r.image_path)) for r in rois} | {str(store.path(r.mask_path)) for r in rois})
+        inputs = [p for p in inputs if Path(p).is_file()]
+        result.provenance = collect(
+            step="radiomics", parameters=parameters, inputs=inputs,
+            base=store.root, extra={"run_id": run_id, "summary": summary.as_dict(), "fingerprint": tables_print,
+                                    "merged_with_run": merged_from,
+                                    "n_features": len(result.long.columns) - 6, "naming": "see radiomics.tables"})
+        if write:
+            store.write_tables({TABLE_LONG: result.long, TABLE_WIDE: result.wide, TABLE_FAILURES: result.failures},
+                               result.provenance)
+            result.tables = list(TABLES)
+            run.finish(status, summary.as_dict())
+            store.audit("radiomics", target=f"table:{TABLE_LONG}",
+                        details={"run_id": run_id, "done": summary.done, "failed": summary.failed})
+        return result
 
 
 def _merge_stored_rows(store: StudyStore, result: CohortRadiomics, parameters: dict[str, Any], resample_masks: bool):

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..atomic import atomic_write_text
-from ..errors import CancelledError, InputError
+from ..errors import InputError
 from ..imageio import read_image, write_image
 from ..paths import check_id
 from ..progress import CancelToken, Progress
@@ -105,19 +105,12 @@ def train_from_study(store: StudyStore, out_dir: str | Path, *, reader: str, met
     if not cases:
         raise InputError(f"{store.root}: no case has a segmentation by reader {reader!r} and channels "
                          f"{list(config.preprocess.channels)} ({len(skipped)} skipped)")
-    run_id = store.start_run("seg train", {"reader": reader, "method": method, "out": str(out_dir),
-                                           **config.to_dict()})
-    try:
+    with store.recorded_run("seg train", {"reader": reader, "method": method, "out": str(out_dir),
+                                          **config.to_dict()}) as run:
         metrics = train_model(cases, out_dir, config, progress=progress, cancel=cancel, threads=threads,
                               extra_provenance={"study": str(store.root), "reader": reader, "method": method,
                                                 "skipped_cases": skipped})
-    except (CancelledError, KeyboardInterrupt):
-        store.finish_run(run_id, "cancelled")
-        raise
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", {"error": str(exc)})
-        raise
-    store.finish_run(run_id, "done", {k: v for k, v in metrics.items() if k != "history"})
+        run.finish("done", {k: v for k, v in metrics.items() if k != "history"})
     store.audit("seg train", target=str(out_dir), details={"reader": reader, "val_dice": metrics["val_dice_mean"]})
     return {**metrics, "skipped": skipped}
 

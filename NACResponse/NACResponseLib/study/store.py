@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_with
-from ..errors import InputError, ManifestError
+from ..errors import CancelledError, InputError, ManifestError
 from ..filelock import exclusive_lock
 from ..paths import within
-from ..provenance import now_iso
+from ..provenance import now_iso, strict_json
 from .manifest import (
     CLINICAL_NAME,
     MANIFEST_NAME,
@@ -294,13 +294,32 @@ class StudyStore:
         run_id = f"{step}-{now_iso().replace(':', '')}-{uuid.uuid4().hex[:6]}"
         with self.catalogue() as db:
             db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?)",
-                       (run_id, step, now_iso(), None, "running", json.dumps(parameters or {}, default=str), None))
+                       (run_id, step, now_iso(), None, "running", strict_json(parameters or {}, default=str), None))
         return run_id
 
     def finish_run(self, run_id: str, status: str, summary: dict[str, Any] | None = None) -> None:
         with self.catalogue() as db:
             db.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE run_id=?",
-                       (now_iso(), status, json.dumps(summary or {}, default=str), run_id))
+                       (now_iso(), status, strict_json(summary or {}, default=str), run_id))
+
+    @contextlib.contextmanager
+    def recorded_run(self, step: str, parameters: dict[str, Any] | None = None, *, record: bool = True):
+        """A step's row in the runs table for as long as it runs, so none stays ``running``.
+
+        The body ends it with ``run.finish(status, summary)``; leaving by an exception records
+        ``cancelled`` (a cancel or Ctrl-C) or ``failed`` with the error.  ``record=False``: no row
+        (``run.run_id`` is None).
+        """
+        run = _Run(self, self.start_run(step, parameters) if record else None)
+        try:
+            yield run
+        except (CancelledError, KeyboardInterrupt):
+            run.finish("cancelled")
+            raise
+        except BaseException as exc:
+            run.finish("failed", {"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        run.finish("done")  # a body that did not say: it returned normally
 
     def runs(self) -> list[dict[str, Any]]:
         with self.catalogue() as db:
@@ -310,3 +329,15 @@ class StudyStore:
 
     def _lock(self, name: str):
         return exclusive_lock(self.root / f".{name}.lock")
+
+
+class _Run:
+    """One row of the runs table (``StudyStore.recorded_run``); finishing it twice keeps the first."""
+
+    def __init__(self, store: StudyStore, run_id: str | None):
+        self.store, self.run_id, self.finished = store, run_id, False
+
+    def finish(self, status: str, summary: dict[str, Any] | None = None) -> None:
+        if self.run_id is not None and not self.finished:
+            self.store.finish_run(self.run_id, status, summary)
+        self.finished = True
