@@ -165,6 +165,28 @@ def test_run_that_ends_in_an_error_is_recorded_failed(synthetic_study, tmp_path,
     assert "No space left on device" in json.loads(run["summary"])["error"]
 
 
+def test_our_preprocessing_version_is_in_the_task_digest(synthetic_study, tmp_path, monkeypatch):
+    """Unchanged: the per-ROI result is reused.  A bumped pre-processing version, or another release
+    of the package, recomputes it (only pyradiomics' version used to be in the digest)."""
+    import NACResponseLib
+    from NACResponseLib.radiomics import ibsi_preprocessing
+
+    store = _copy(synthetic_study, tmp_path / "versions")
+    one = {"images": ["dce_early"], "readers": ["R1"], "timepoints": ["pre"], "patients": [next(iter(store.cohort)).patient_id]}
+
+    def run():
+        return extract_cohort(store, PARAMS, mode="serial", progress_mode="none", **one).summary
+
+    assert run().computed == 1
+    again = run()
+    assert (again.computed, again.reused) == (0, 1)
+    monkeypatch.setattr(ibsi_preprocessing, "PREPROCESSING_VERSION", ibsi_preprocessing.PREPROCESSING_VERSION + 1)
+    assert run().computed == 1
+    assert run().reused == 1
+    monkeypatch.setattr(NACResponseLib, "__version__", NACResponseLib.__version__ + ".post1")
+    assert run().computed == 1
+
+
 def test_extract_case_matches_cohort_rows(serial_run):
     store, result = serial_run
     pid = result.long.patient_id.iloc[0]

@@ -209,12 +209,21 @@ def _resolve_params(params, params_2d, resample_masks: bool) -> tuple[dict, dict
     return loaded[0], loaded[1], described
 
 
+def task_version() -> str:
+    """What computed a radiomics result, for its digest: pyradiomics' version and ours (the package
+    and its pre-processing), so an upgrade of either recomputes instead of reusing old values."""
+    from .. import __version__
+    from ..provenance import radiomics_version
+    from .ibsi_preprocessing import PREPROCESSING_VERSION
+
+    return f"{radiomics_version()};nacresponse={__version__};preprocessing={PREPROCESSING_VERSION}"
+
+
 def make_tasks(store: StudyStore, rois: list[RoiSpec], params3d: dict, params2d: dict):
     """Runner tasks for ``rois``; the digest uses study-relative names, so a moved study keeps results."""
-    from ..provenance import radiomics_version
     from ..runner import Task
 
-    version = radiomics_version()
+    version = task_version()
     tasks = []
     for roi in rois:
         if roi.problem is not None:

@@ -32,6 +32,11 @@ import numpy as np
 
 from ..errors import InputError
 
+#: Version of our own image handling before pyradiomics (this module's IBSI steps, ``ibsi_definitions``
+#: and the extractor's input preparation).  It is part of every radiomics task digest, so bump it
+#: whenever that maths changes: stored per-ROI results are then recomputed, not reused.
+PREPROCESSING_VERSION = 1
+
 SECTION = "ibsi"
 #: Extractor setting that carries the bin origin to pyradiomics' binning (:func:`install_bin_origin`;
 #: set per ROI, never in a file).
