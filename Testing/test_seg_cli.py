@@ -51,6 +51,26 @@ def test_seg_measure_and_ftv_on_study(copy_study, capsys):
     assert dice(ftv_mask, gt) > 0.7
 
 
+def test_seg_measure_duplicate_series(copy_study, capsys):
+    """A reader with two files for one timepoint is one failed row naming both, not two rows."""
+    import shutil
+
+    root = copy_study.root
+    tp = copy_study.cohort["P001"].timepoints["pre"]
+    seg = tp.segmentations_by("R1")[0]
+    copy = seg.path.replace(".nii.gz", "_copy.nii.gz")
+    shutil.copy(copy_study.path(seg.path), copy_study.path(copy))
+    with open(copy_study.manifest_path, "a", encoding="utf-8") as fh:
+        fh.write(f"P001,pre,segmentation,{copy},,,,,,,,R1,manual,1,dce_early,,,\n")
+    assert main(["--progress", "none", "seg", "measure", str(root), "--readers", "GT_US,R1"]) == 1
+    table = StudyStore(root).read_table("tumour_measurements")
+    dup = table[(table["patient_id"] == "P001") & (table["timepoint"] == "pre") & (table["reader"] == "R1")]
+    assert dup["status"].tolist() == ["failed"]
+    assert seg.path in dup["message"].item() and copy in dup["message"].item()
+    r1 = table[(table["reader"] == "R1") & (table["status"] == "done")]
+    assert (r1["volume_ml"] > 0).all()
+
+
 @requires_torch
 def test_seg_predict_cli_adds_monai_segmentations_and_reports_empty(copy_study, tmp_path, capsys):
     root = str(copy_study.root)

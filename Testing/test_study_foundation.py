@@ -186,3 +186,24 @@ def test_missing_timepoint_error(synthetic_study):
     with pytest.raises(MissingTimepointError, match="P001 has no timepoint 'c4'"):
         patient.timepoint("c4")
     assert json.dumps(synthetic_study.cohort.to_dict())  # serialisable
+
+
+def test_reference_segmentation_does_not_depend_on_row_order():
+    """One rule picks the delineation that stands for the tumour: reference, consensus, manual,
+    MONAI, FTV, then readers alphabetically; two files of that reader and method are refused
+    with both paths unless the image decides."""
+    from NACResponseLib.study.model import Segmentation, Timepoint
+
+    segs = [Segmentation("b.nii.gz", "R2", "manual"), Segmentation("m.nii.gz", "AI", "monai"),
+            Segmentation("a.nii.gz", "R1", "manual"), Segmentation("g.nii.gz", "GT", "reference")]
+    for order in (segs, segs[::-1], segs[1:] + segs[:1]):
+        tp = Timepoint("pre", segmentations=list(order))
+        assert tp.reference_segmentation().path == "g.nii.gz"
+        assert tp.reference_segmentation(method="manual").path == "a.nii.gz"
+        assert tp.reference_segmentation(reader="AI").path == "m.nii.gz"
+        assert tp.reference_segmentation(reader="nobody") is None
+    tp = Timepoint("c2", segmentations=[Segmentation("us.nii.gz", "R1", "manual", reference="us_bmode"),
+                                        Segmentation("mr.nii.gz", "R1", "manual", reference="dce_early")])
+    with pytest.raises(InputError, match=r"c2: reader 'R1' \(manual\) has 2 segmentations \(mr.nii.gz, us.nii.gz"):
+        tp.reference_segmentation(reader="R1")
+    assert tp.reference_segmentation(reader="R1", image="us_bmode").path == "us.nii.gz"

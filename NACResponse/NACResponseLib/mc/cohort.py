@@ -339,7 +339,7 @@ def tumour_recist(store: StudyStore, patient_id: str, pre: str = "pre", post: st
     if not choices:
         return None, "unavailable: no segmentation at both timepoints"
     r, m = choices[0]
-    s0, s1 = tp0.segmentations_by(r, m)[0], tp1.segmentations_by(r, m)[0]
+    s0, s1 = tp0.reference_segmentation(r, m), tp1.reference_segmentation(r, m)
     try:
         d0, _ = longest_inplane_diameter_mm(read_mask(store.path(s0.path), label=s0.label), s0.label)
         try:

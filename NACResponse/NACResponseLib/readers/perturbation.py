@@ -183,12 +183,11 @@ def perturbation_features(store: StudyStore, *, reader: str | None = None, metho
         for tp in patient.ordered_timepoints():
             if timepoints and tp.name not in timepoints:
                 continue
-            segs = tp.segmentations_by(reader=reader, method=method)
-            if not segs:
+            seg = tp.reference_segmentation(reader=reader, method=method)
+            if seg is None:
                 continue
             if cancel is not None:
                 cancel.check()
-            seg = segs[0]
             case = f"{patient.patient_id}/{tp.name}"
             try:
                 mask = read_mask(store.path(seg.path), label=seg.label)

@@ -21,12 +21,11 @@ from typing import Any
 
 from ..errors import InputError, NACError
 from ..provenance import now_iso, package_versions, sha256_file
-from ..study.model import TIMEPOINTS, timepoint_order
+from ..study.model import METHOD_PRIORITY, TIMEPOINTS, timepoint_order
 
 MEASUREMENTS_TABLE = "tumour_measurements"  # segmentation.cohort.MEASUREMENTS_TABLE
 DLR_PREDICTIONS_TABLE = "dlr_predictions"  # deep.dlr_cohort.PREDICTIONS_TABLE
 DLR_METADATA = Path("configs") / "metadata.json"  # segmentation.bundle.METADATA
-METHOD_PRIORITY = ("reference", "consensus", "manual", "monai", "ftv")
 MEASUREMENT_COLUMNS = ["timepoint", "volume_ml", "longest_inplane_diameter_mm", "volume_change_pct",
                        "diameter_change_pct", "recist"]
 RESMIN_COLUMNS = ["laterality", "pre_extent_mm", "post_extent_mm", "change_pct", "mc_category", "tumour_recist",

@@ -78,17 +78,21 @@ def cases_from_study(store: StudyStore, *, reader: str, method: str | None = Non
     channels = list(channels)
     cases, skipped = [], []
     for patient, tp in _selected(store, patients, timepoints):
-        segs = tp.segmentations_by(reader=reader, method=method)
         where = f"{patient.patient_id}/{tp.name}"
-        if not segs:
+        try:
+            seg = tp.reference_segmentation(reader=reader, method=method)
+        except InputError as exc:  # two label files for one case
+            skipped.append(f"{where}: {exc}")
+            continue
+        if seg is None:
             skipped.append(f"{where}: no segmentation by reader {reader}")
             continue
         missing = [c for c in channels if not tp.has_image(c)]
         if missing:
             skipped.append(f"{where}: missing channel(s) {missing}")
             continue
-        cases.append(TrainingCase(case_id=where, group=patient.patient_id, label=str(store.path(segs[0].path)),
-                                  label_value=segs[0].label,
+        cases.append(TrainingCase(case_id=where, group=patient.patient_id, label=str(store.path(seg.path)),
+                                  label_value=seg.label,
                                   channels={c: str(store.path(tp.image(c).path)) for c in channels}))
     return cases, skipped
 
@@ -304,10 +308,10 @@ def _ftv_case(store: StudyStore, patient, tp, config, roi_reader, roi_method, ma
     pre, early, late = (read_image(p) for p in paths)
     box, roi_source = None, "whole image"
     if roi_reader:
-        segs = tp.segmentations_by(reader=roi_reader, method=roi_method)
-        if not segs:
+        seg = tp.reference_segmentation(reader=roi_reader, method=roi_method)
+        if seg is None:
             raise InputError(f"no segmentation by reader {roi_reader!r} for the FTV box")
-        mask = sitk.Resample(read_image(store.path(segs[0].path)), pre, sitk.Transform(),
+        mask = sitk.Resample(read_image(store.path(seg.path)), pre, sitk.Transform(),
                              sitk.sitkNearestNeighbor, 0)
         box = roi_box(mask, margin_mm)
         roi_source = f"{roi_reader} + {margin_mm:g} mm"
@@ -348,7 +352,8 @@ def _with_ftv_change(frame):
 # ---- measurements -------------------------------------------------------------------------------
 def measure_study(store: StudyStore, *, readers: Iterable[str] | None = None, methods: Iterable[str] | None = None,
                   patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None) -> StageResult:
-    """Volume, diameters, change from baseline and RECIST category for every segmentation series.
+    """Volume, diameters, change from baseline and RECIST category for every segmentation series
+    (one segmentation per timepoint, reader and method: ``Timepoint.reference_segmentation``).
 
     Writes table ``tumour_measurements`` (a run over a subset keeps the other rows);
     ``outputs["table"]``: this run's rows.
@@ -359,16 +364,18 @@ def measure_study(store: StudyStore, *, readers: Iterable[str] | None = None, me
     methods = set(methods) if methods else None
     series: dict[tuple[str, str, str], list] = {}
     for patient, tp in _selected(store, patients, timepoints):
-        for seg in tp.segmentations:
-            if (readers and seg.reader not in readers) or (methods and seg.method not in methods):
+        for reader, method in sorted({(s.reader, s.method) for s in tp.segmentations}):
+            if (readers and reader not in readers) or (methods and method not in methods):
                 continue
-            series.setdefault((patient.patient_id, seg.reader, seg.method), []).append((tp.name, seg))
+            series.setdefault((patient.patient_id, reader, method), []).append(tp)
     rows = []
     for (pid, reader, method), items in sorted(series.items()):
         measured, failed = [], []
-        for tp_name, seg in sorted(items, key=lambda it: timepoint_order(it[0])):
-            base = {"patient_id": pid, "timepoint": tp_name, "reader": reader, "method": method, "path": seg.path}
+        for tp in sorted(items, key=lambda t: timepoint_order(t.name)):
+            base = {"patient_id": pid, "timepoint": tp.name, "reader": reader, "method": method, "path": None}
             try:
+                seg = tp.reference_segmentation(reader, method)  # several files of one series: refused
+                base["path"] = seg.path
                 mask = read_image(store.path(seg.path))
                 measured.append({**base, **measure_mask(mask, label=seg.label), "status": "done"})
             except InputError as exc:

@@ -35,6 +35,9 @@ ROLES: dict[str, tuple[str, str]] = {
 }
 
 SEGMENTATION_METHODS = ("manual", "monai", "ftv", "consensus", "reference")
+#: Which delineation stands for the tumour when several could (``Timepoint.reference_segmentation``):
+#: an expert reference, a consensus of readers, one reader's outline, then the automatic ones.
+METHOD_PRIORITY = ("reference", "consensus", "manual", "monai", "ftv")
 LATERALITIES = ("L", "R")
 SUBTYPES = ("HR+/HER2-", "HR+/HER2+", "HR-/HER2+", "TN")
 
@@ -136,6 +139,35 @@ class Timepoint:
             for s in self.segmentations
             if (reader is None or s.reader == reader) and (method is None or s.method == method)
         ]
+
+    def reference_segmentation(self, reader: str | None = None, method: str | None = None,
+                               image: str | None = None) -> Segmentation | None:
+        """The one segmentation that stands for the tumour here, by a rule that does not depend on
+        the manifest's row order; None when none matches ``reader``/``method``/``image`` (its
+        reference image key).
+
+        Rule: the first method of ``METHOD_PRIORITY``, then the first reader in alphabetical order.
+        Several files of that reader and method (outlines on two images, a duplicated row) are
+        ambiguous and refused with their paths: pass ``image`` to choose.
+        """
+        from ..errors import InputError
+
+        found = [s for s in self.segmentations_by(reader, method) if image is None or s.reference == image]
+        if not found:
+            return None
+
+        def rank(s: Segmentation) -> tuple[int, str]:
+            order = METHOD_PRIORITY.index(s.method) if s.method in METHOD_PRIORITY else len(METHOD_PRIORITY)
+            return order, s.reader
+
+        best = min(rank(s) for s in found)
+        tied = sorted((s for s in found if rank(s) == best), key=lambda s: s.path)
+        if len(tied) > 1:
+            raise InputError(f"timepoint {self.name}: reader {tied[0].reader!r} ({tied[0].method}) has "
+                             f"{len(tied)} segmentations ({', '.join(s.path for s in tied)}, on "
+                             f"{', '.join(sorted({s.reference for s in tied}))}); choose one by its image or "
+                             "remove the extra manifest row")
+        return tied[0]
 
 
 @dataclass
