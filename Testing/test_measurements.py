@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from NACResponseLib.errors import InputError
 from NACResponseLib.segmentation.measurements import (
+    area_mm2,
     change_table,
     longest_inplane_diameter_mm,
     max_3d_diameter_mm,
@@ -88,8 +89,8 @@ def test_numpy_input_2d_and_empty_masks():
     assert longest_inplane_diameter_mm(arr, label=2, spacing=(0.5, 2.0))[0] == pytest.approx(math.hypot(4.0, 6.0))
     empty = _image(np.zeros((4, 5, 6), np.uint8), (1.0, 1.0, 1.0))
     m = measure_mask(empty)
-    assert m == {"volume_ml": 0.0, "longest_inplane_diameter_mm": 0.0, "diameter_slice": None,
-                 "max_3d_diameter_mm": 0.0}
+    assert m == pytest.approx({"volume_ml": 0.0, "area_mm2": np.nan, "longest_inplane_diameter_mm": 0.0,
+                               "diameter_slice": None, "max_3d_diameter_mm": 0.0}, nan_ok=True)
     with pytest.raises(ValueError):
         volume_ml(arr)  # a numpy mask needs its spacing
 
@@ -121,3 +122,25 @@ def test_change_table_uses_running_nadir():
     assert [r["recist"] for r in out] == ["baseline", "PR", "PD", "CR"]
     assert out[1]["diameter_change_pct"] == pytest.approx(-50.0)
     assert out[2]["volume_change_pct"] == pytest.approx(-60.0)
+
+
+def test_2d_outline_has_an_area_not_a_volume():
+    """An ultrasound outline: 3 x 8 pixels of 0.1 x 0.2 mm is 4.8 mm2; it has no volume (an area x
+    1 mm used to be reported as one), no slice and no 3D diameter; its changes are area changes."""
+    arr = np.zeros((10, 12), np.uint8)
+    arr[2:5, 1:9] = 1
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.1, 0.2))
+    m = measure_mask(img)
+    assert m["area_mm2"] == pytest.approx(3 * 8 * 0.1 * 0.2) == area_mm2(img)
+    assert math.isnan(m["volume_ml"]) and math.isnan(m["max_3d_diameter_mm"]) and m["diameter_slice"] is None
+    assert m["longest_inplane_diameter_mm"] == pytest.approx(math.hypot(8 * 0.1, 3 * 0.2))
+    arr[2:4] = 0
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.1, 0.2))
+    later = measure_mask(img)
+    rows = change_table([{"timepoint": "pre", **m}, {"timepoint": "c2", **later}])
+    assert rows[1]["area_change_pct"] == pytest.approx(100 * (8 - 24) / 24)
+    assert math.isnan(rows[1]["volume_change_pct"])
+    with pytest.raises(InputError, match="2D outline"):
+        area_mm2(_image(np.ones((2, 2, 2)), (1.0, 1.0, 1.0)))

@@ -51,8 +51,9 @@ def test_seg_measure_and_ftv_on_study(copy_study, capsys):
     assert dice(ftv_mask, gt) > 0.7
 
 
-def test_seg_measure_duplicate_series(copy_study, capsys):
-    """A reader with two files for one timepoint is one failed row naming both, not two rows."""
+def test_seg_measure_2d_outlines_and_duplicate_series(copy_study, capsys):
+    """Ultrasound outlines (reader GT_US) are measured as areas in mm2, counted here from the file;
+    a reader with two files for one timepoint is one failed row naming both, not two rows."""
     import shutil
 
     root = copy_study.root
@@ -63,12 +64,19 @@ def test_seg_measure_duplicate_series(copy_study, capsys):
     with open(copy_study.manifest_path, "a", encoding="utf-8") as fh:
         fh.write(f"P001,pre,segmentation,{copy},,,,,,,,R1,manual,1,dce_early,,,\n")
     assert main(["--progress", "none", "seg", "measure", str(root), "--readers", "GT_US,R1"]) == 1
+    assert "area_mm2" in capsys.readouterr().out
     table = StudyStore(root).read_table("tumour_measurements")
+    us = table[table["reader"] == "GT_US"]
+    assert len(us) and (us["status"] == "done").all() and us["volume_ml"].isna().all()
+    for row in us.itertuples():
+        mask = sitk.ReadImage(str(copy_study.path(row.path)))
+        assert mask.GetDimension() == 2
+        assert row.area_mm2 == pytest.approx((sitk.GetArrayFromImage(mask) > 0).sum() * np.prod(mask.GetSpacing()))
     dup = table[(table["patient_id"] == "P001") & (table["timepoint"] == "pre") & (table["reader"] == "R1")]
     assert dup["status"].tolist() == ["failed"]
     assert seg.path in dup["message"].item() and copy in dup["message"].item()
     r1 = table[(table["reader"] == "R1") & (table["status"] == "done")]
-    assert (r1["volume_ml"] > 0).all()
+    assert (r1["volume_ml"] > 0).all() and r1["area_mm2"].isna().all()
 
 
 @requires_torch

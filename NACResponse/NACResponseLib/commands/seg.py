@@ -86,7 +86,7 @@ def register(subparsers) -> None:
     p.add_argument("--timepoints")
     p.set_defaults(func=_ftv)
 
-    p = sub.add_parser("measure", help="volume, longest in-plane and 3D diameters, RECIST category")
+    p = sub.add_parser("measure", help="volume (area for 2D outlines), longest in-plane and 3D diameters, RECIST category")
     p.add_argument("study")
     p.add_argument("--readers", help="comma-separated readers (default all)")
     p.add_argument("--methods", help="comma-separated methods (default all)")
@@ -203,7 +203,10 @@ def _measure(args) -> int:
     res = measure_study(StudyStore(args.study), readers=comma_list(args.readers), methods=comma_list(args.methods),
                         patients=comma_list(args.patients), timepoints=comma_list(args.timepoints))
     frame = res.outputs["table"]
-    cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm", "recist"]
+    cols = ["patient_id", "timepoint", "reader", "method", "volume_ml", "area_mm2", "longest_inplane_diameter_mm",
+            "recist"]
+    if not frame["area_mm2"].notna().any():  # no 2D outline measured: no column of blanks
+        cols.remove("area_mm2")
     print(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return print_result(res)
 

@@ -26,8 +26,8 @@ from ..study.model import METHOD_PRIORITY, TIMEPOINTS, timepoint_order
 MEASUREMENTS_TABLE = "tumour_measurements"  # segmentation.cohort.MEASUREMENTS_TABLE
 DLR_PREDICTIONS_TABLE = "dlr_predictions"  # deep.dlr_cohort.PREDICTIONS_TABLE
 DLR_METADATA = Path("configs") / "metadata.json"  # segmentation.bundle.METADATA
-MEASUREMENT_COLUMNS = ["timepoint", "volume_ml", "longest_inplane_diameter_mm", "volume_change_pct",
-                       "diameter_change_pct", "recist"]
+MEASUREMENT_COLUMNS = ["timepoint", "volume_ml", "area_mm2", "longest_inplane_diameter_mm", "volume_change_pct",
+                       "area_change_pct", "diameter_change_pct", "recist"]
 RESMIN_COLUMNS = ["laterality", "pre_extent_mm", "post_extent_mm", "change_pct", "mc_category", "tumour_recist",
                   "resmin_flag", "statement"]
 
@@ -92,7 +92,7 @@ def _measurements(src: _Sources, patient_id: str) -> dict[str, Any]:
     series = []
     for (reader, method), grp in rows.groupby(["reader", "method"], sort=False):
         grp = grp.sort_values("timepoint", key=lambda s: s.map(timepoint_order))
-        series.append({"reader": reader, "method": method, "rows": grp[MEASUREMENT_COLUMNS].to_dict("records"),
+        series.append({"reader": reader, "method": method, "rows": grp.reindex(columns=MEASUREMENT_COLUMNS).to_dict("records"),
                        "slices": dict(zip(grp["timepoint"], grp["diameter_slice"]))})
     primary = _primary_series(rows)
     series.sort(key=lambda s: (s["reader"], s["method"]) != primary)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,12 @@ def _measurements(case) -> str:
     for s in sec["series"]:
         lead = " (leads the report)" if (s["reader"], s["method"]) == tuple(sec["primary"]) else ""
         out.append(f"<h3>{_e(s['reader'])} ({_e(s['method'])}){lead}</h3>")
-        rows = [[_e(r["timepoint"]), _num(r["volume_ml"]), _num(r["longest_inplane_diameter_mm"]),
-                 _num(r["volume_change_pct"], 1), _num(r["diameter_change_pct"], 1), _e(r["recist"])]
-                for r in s["rows"]]
+        size, change, header = _size(s["rows"])
+        rows = [[_e(r["timepoint"]), _num(r[size]), _num(r["longest_inplane_diameter_mm"]), _num(r[change], 1),
+                 _num(r["diameter_change_pct"], 1), _e(r["recist"])] for r in s["rows"]]
         out.append(_table(f"measurements-{s['reader']}-{s['method']}",
-                          ["timepoint", "volume (ml)", "longest diameter (mm)", "volume change (%)",
-                           "diameter change (%)", "RECIST 1.1"], rows))
+                          ["timepoint", header[0], "longest diameter (mm)", header[1], "diameter change (%)",
+                           "RECIST 1.1"], rows))
     lines = case["images"].get("recist", [])
     if lines:
         out.append("<h3>RECIST lines drawn on the images</h3>")
@@ -94,6 +95,21 @@ def _measurements(case) -> str:
                             _e("" if r["slice"] is None else r["slice"]), _num(r["length_mm"]), _point(r["start_mm"]),
                             _point(r["end_mm"])] for r in lines]))
     return "".join(out)
+
+
+def _size(rows) -> tuple[str, str, tuple[str, str]]:
+    """A 2D outline (ultrasound) has an area, not a volume: the size and change columns shown, and
+    their headers."""
+    if rows and all(_finite(r.get("area_mm2")) and not _finite(r.get("volume_ml")) for r in rows):
+        return "area_mm2", "area_change_pct", ("area (mm²)", "area change (%)")
+    return "volume_ml", "volume_change_pct", ("volume (ml)", "volume change (%)")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _point(xy) -> str:
@@ -198,8 +214,10 @@ def _text_lines(case) -> list[str]:
     lines.append("Volume, longest diameter and RECIST")
     for s in sec.get("series", []):
         lines.append(f"  {s['reader']} ({s['method']})")
+        size = _size(s["rows"])[0]
+        unit = "mm2" if size == "area_mm2" else "ml"
         for r in s["rows"]:
-            lines.append(f"    {r['timepoint']:<6} {_num(r['volume_ml']):>8} ml  "
+            lines.append(f"    {r['timepoint']:<6} {_num(r[size]):>8} {unit:<3} "
                          f"{_num(r['longest_inplane_diameter_mm']):>7} mm  {r['recist']}")
     if "missing" in sec:
         lines.append(f"  {sec['missing']}")

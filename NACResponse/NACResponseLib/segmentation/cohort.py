@@ -353,7 +353,8 @@ def _with_ftv_change(frame):
 def measure_study(store: StudyStore, *, readers: Iterable[str] | None = None, methods: Iterable[str] | None = None,
                   patients: Iterable[str] | None = None, timepoints: Iterable[str] | None = None) -> StageResult:
     """Volume, diameters, change from baseline and RECIST category for every segmentation series
-    (one segmentation per timepoint, reader and method: ``Timepoint.reference_segmentation``).
+    (one segmentation per timepoint, reader and method: ``Timepoint.reference_segmentation``; 2D
+    outlines get an area in mm2 instead of a volume, see ``measurements.measure_mask``).
 
     Writes table ``tumour_measurements`` (a run over a subset keeps the other rows);
     ``outputs["table"]``: this run's rows.
@@ -381,9 +382,9 @@ def measure_study(store: StudyStore, *, readers: Iterable[str] | None = None, me
             except InputError as exc:
                 failed.append({**base, "status": "failed", "message": str(exc)})
         rows += change_table(measured) + failed
-    columns = ["patient_id", "timepoint", "reader", "method", "volume_ml", "longest_inplane_diameter_mm",
+    columns = ["patient_id", "timepoint", "reader", "method", "volume_ml", "area_mm2", "longest_inplane_diameter_mm",
                "diameter_slice", "max_3d_diameter_mm", "baseline_timepoint", "diameter_change_pct",
-               "volume_change_pct", "recist", "status", "message", "path"]
+               "volume_change_pct", "area_change_pct", "recist", "status", "message", "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["diameter_slice"] = frame["diameter_slice"].astype("Int64")
     subset = any(x is not None for x in (readers, methods, patients, timepoints))

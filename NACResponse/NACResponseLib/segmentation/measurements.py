@@ -115,10 +115,26 @@ def max_3d_diameter_mm(mask: sitk.Image | np.ndarray, label: int | None = 1, spa
     return _feret(_corner_points(binary, sp)) if binary.any() else 0.0
 
 
+def area_mm2(mask: sitk.Image | np.ndarray, label: int | None = 1, spacing=None) -> float:
+    """Area in mm2 of a 2D outline: pixel count x pixel area."""
+    binary, sp = _binary(mask, label, spacing)
+    if binary.ndim != 2:
+        raise InputError(f"an area is measured on a 2D outline; this mask has {binary.ndim} dimensions")
+    return float(binary.sum()) * float(np.prod(sp))
+
+
 def measure_mask(mask: sitk.Image | np.ndarray, label: int | None = 1, spacing=None) -> dict[str, Any]:
-    """Volume, longest in-plane diameter (+ its slice) and 3D maximum diameter of one mask."""
+    """Volume, longest in-plane diameter (+ its slice) and 3D maximum diameter of one mask.
+
+    A 2D outline (an ultrasound B-mode image) has no volume: it gets its area in mm2 and its
+    longest diameter, with volume, slice and 3D diameter left empty (NaN / None), rather than an
+    area x 1 mm passed off as a volume.
+    """
     diameter, where = longest_inplane_diameter_mm(mask, label, spacing)
-    return {"volume_ml": volume_ml(mask, label, spacing), "longest_inplane_diameter_mm": diameter,
+    if _binary(mask, label, spacing)[0].ndim == 2:
+        return {"volume_ml": np.nan, "area_mm2": area_mm2(mask, label, spacing), "longest_inplane_diameter_mm": diameter,
+                "diameter_slice": None, "max_3d_diameter_mm": np.nan}
+    return {"volume_ml": volume_ml(mask, label, spacing), "area_mm2": np.nan, "longest_inplane_diameter_mm": diameter,
             "diameter_slice": where, "max_3d_diameter_mm": max_3d_diameter_mm(mask, label, spacing)}
 
 
@@ -151,7 +167,8 @@ def change_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add changes from baseline and the RECIST category to one lesion's time series.
 
     ``rows`` are dicts with ``timepoint`` and the keys of :func:`measure_mask`, in chronological
-    order; the first row is the baseline.  The nadir is the smallest diameter up to the previous row.
+    order; the first row is the baseline.  Changes of a quantity the baseline lacks (the volume of
+    a 2D outline, the area of a 3D mask) are NaN.  The nadir is the smallest diameter up to the previous row.
     """
     if not rows:
         return []
@@ -164,6 +181,8 @@ def change_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["baseline_timepoint"] = base["timepoint"]
         row["diameter_change_pct"] = 100.0 * (d - d0) / d0 if d0 > 0 else np.nan
         row["volume_change_pct"] = 100.0 * (v - v0) / v0 if v0 > 0 else np.nan
+        a0, a = base.get("area_mm2", np.nan), row.get("area_mm2", np.nan)
+        row["area_change_pct"] = 100.0 * (a - a0) / a0 if a0 > 0 else np.nan  # 2D outlines
         if i == 0 or d0 <= 0:
             row["recist"] = "baseline" if i == 0 else "not evaluable"
         else:
