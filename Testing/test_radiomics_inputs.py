@@ -153,3 +153,30 @@ def test_user_parameter_files(tmp_path):
     broken.write_text("imageType: [unclosed\n")
     with pytest.raises(InputError, match="cannot parse"):
         load_params(broken)
+
+
+def test_round_lesion_axis_lengths_are_real_without_complex_warning(tmp_path):
+    """A ball (r = 4 voxels, 1 x 1 x 2 mm) resampled to 1 mm, as the breast protocol does: two equal
+    principal moments, for which pyradiomics' general eigen-solver returns a complex pair (imaginary
+    parts ~1e-17); the float cast used to raise a ComplexWarning.  The values must be real and equal
+    4 sqrt(eigenvalue) of the population covariance of the voxel centres in mm (pyradiomics'
+    definition), computed here with the symmetric solver: each 2 mm voxel becomes two 1 mm voxels
+    0.5 mm either side of its centre."""
+    import warnings
+
+    ball = _ball(r=4)
+    img, mask = _write(tmp_path, "img.nii.gz", _volume()), _write(tmp_path, "ball.nii.gz", ball)
+    params = {"imageType": {"Original": {}}, "featureClass": {"shape": None},
+              "setting": {"label": 1, "resampledPixelSpacing": [1, 1, 1], "interpolator": "sitkNearestNeighbor"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", np.exceptions.ComplexWarning)
+        features = extract(img, mask, params)
+    centres = np.argwhere(ball)[:, ::-1] * np.array([1.0, 1.0, 2.0])  # (x, y, z) in mm
+    coords = np.concatenate([centres + [0, 0, -0.5], centres + [0, 0, 0.5]])
+    least, minor, major = np.linalg.eigvalsh(np.cov(coords.T, bias=True))
+    assert least == pytest.approx(minor)  # the degenerate case (x and y)
+    for name, expected in (("MajorAxisLength", 4 * np.sqrt(major)), ("MinorAxisLength", 4 * np.sqrt(minor)),
+                           ("LeastAxisLength", 4 * np.sqrt(least)), ("Elongation", np.sqrt(minor / major)),
+                           ("Flatness", np.sqrt(least / major))):
+        value = features[f"original_shape_{name}"]
+        assert type(value) is float and value == pytest.approx(expected, rel=1e-9), name

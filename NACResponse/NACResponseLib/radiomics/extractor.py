@@ -127,12 +127,31 @@ def extract(image, mask, params: dict[str, Any] | str | Path | None = None, *, l
         if "geometr" in detail.lower() or "physical space" in detail.lower():
             raise GeometryMismatchError(f"{image_name} / {mask_name}: {detail}") from None
         raise InputError(f"{image_name} / {mask_name}: pyradiomics cannot extract this ROI ({detail})") from None
-    features = {name: float(value) for name, value in result.items() if not name.startswith("diagnostics_")}
+    features = {name: _real(name, value, mask_name) for name, value in result.items()
+                if not name.startswith("diagnostics_")}
     if ibsi is not None:
         from .ibsi_preprocessing import ibsi_definitions
 
         features = ibsi_definitions(features, pre.n_voxels)
     return features
+
+
+def _real(name: str, value, where: str) -> float:
+    """A feature value as a float.
+
+    pyradiomics' shape class finds the principal axes with ``numpy.linalg.eigvals``, the solver for
+    general matrices, on the symmetric covariance of the voxel coordinates.  When two principal
+    moments are (nearly) equal, e.g. for a round lesion, it can return a complex-conjugate pair with
+    imaginary parts of ~1e-17, so the axis lengths, elongation and flatness come back complex
+    (``float()`` then drops the imaginary part with a ComplexWarning).  Such parts are rounding and
+    are dropped here on purpose; a larger one would be a real error and is refused.
+    """
+    if np.iscomplexobj(value):
+        z = complex(np.asarray(value).item())
+        if abs(z.imag) > 1e-9 * max(1.0, abs(z.real)):
+            raise InputError(f"{where}: pyradiomics returned the complex value {z} for {name}")
+        return z.real
+    return float(value)
 
 
 def extract_task(image: str, mask: str, params: dict[str, Any], label: int = 1, image_name: str | None = None,
