@@ -197,6 +197,11 @@ def test_case_report_sections_match_the_tables(study, tmp_path, capsys):
     assert [r[4] for r in rows] == resmin["mc_category"].tolist()
     assert [r[6] == "yes" for r in rows] == resmin["resmin_flag"].astype(bool).tolist()
     assert [r[7] for r in rows] == resmin["statement"].tolist()
+    # the pre/post overlay of each side with both mammograms (MC clusters, extent lines in cm)
+    with_both = [row.laterality for row in resmin.itertuples()
+                 if all(study.cohort[pid].timepoints[t].has_image(f"mg_{str(row.residual_view or 'CC').lower()}_"
+                                                                 f"{row.laterality}") for t in ("pre", "post"))]
+    assert with_both and page.alts["section-mammograms"] == [f"mammograms {side}" for side in with_both]
 
     # provenance: versions, model hashes (recomputed here) and input hashes
     import hashlib

@@ -241,20 +241,30 @@ def _models(src: _Sources, patient_id: str, extra=()) -> dict[str, Any]:
     return {"entries": entries}
 
 
-def _image_on_grid(src: _Sources, tp, grid):
-    """The timepoint's image (2D ones as one-slice volumes, as the deep path reads them) on ``grid``."""
+def _images_on_grid(src: _Sources, tp, grid) -> list:
+    """(key, image) of the timepoint's images on ``grid`` (2D ones as one-slice volumes, as the
+    deep path reads them), in manifest order."""
     from ..deep.slices import as_volume
     from ..geometry import Geometry, geometry_differences
     from ..imageio import read_image
 
+    found = []
     for img in tp.images:
         try:
             image = as_volume(read_image(src.store.path(img.path)))
         except NACError:
             continue
         if not geometry_differences(Geometry.of(image), grid):
-            src.file(img.path)
-            return image
+            found.append((img.key, image))
+    return found
+
+
+def _outline_for(tp, reader: str, keys: list[str]):
+    """The reader's delineation on one of ``keys`` (the map's grid), by the study's one rule."""
+    for key in keys:
+        seg = tp.reference_segmentation(reader=reader, image=key)
+        if seg is not None:
+            return seg
     return None
 
 
@@ -274,13 +284,15 @@ def _gradcam(src: _Sources, patient) -> dict[str, Any]:
             reader, _, model = path.name[: -len(".nii.gz")].partition("__")
             try:
                 cam = read_image(src.file(path))
-                image = _image_on_grid(src, tp, Geometry.of(cam))
-                if image is None:
+                on_grid = _images_on_grid(src, tp, Geometry.of(cam))
+                if not on_grid:
                     raise InputError(f"{path}: no image of {tp.name} shares the map's grid")
+                image = on_grid[0][1]
+                src.file(tp.image(on_grid[0][0]).path)
                 heat = sitk.GetArrayFromImage(cam)
                 index = map_slice(heat)
                 plane = image_plane(image, index, f"{TIMEPOINTS.get(tp.name, tp.name)}\n{model} ({reader})")
-                seg = next((s for s in tp.segmentations if s.reader == reader), None)
+                seg = _outline_for(tp, reader, [k for k, _ in on_grid])
                 outline = None
                 if seg is not None:
                     outline = mask_plane(as_volume(read_image(src.file(seg.path))) == seg.label, index)
