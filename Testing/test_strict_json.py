@@ -63,3 +63,17 @@ def test_runner_records_are_strict_and_keep_nan(tmp_path):
 def test_unserialisable_objects_still_fail_loudly():
     with pytest.raises(TypeError, match="not JSON serialisable"):
         strict_json({"x": object()}, default=lambda o: o)
+
+
+def test_table_provenance_is_strict_and_reads_back(tmp_path):
+    """Parquet tables carry their provenance as JSON in the file's metadata (read by pyarrow users)."""
+    import pyarrow.parquet as pq
+
+    from NACResponseLib.study.store import PROVENANCE_KEY, StudyStore
+
+    store = StudyStore.create(tmp_path / "study", [])
+    store.write_table("t", pd.DataFrame({"x": [1.0]}), {"parameters": {"threshold": math.inf, "auc": np.nan}})
+    raw = pq.read_schema(store.table_path("t")).metadata[PROVENANCE_KEY]
+    assert _strict(raw.decode())["parameters"]["threshold"] == "Infinity"
+    back = store.table_provenance("t")["parameters"]
+    assert back["threshold"] == math.inf and math.isnan(back["auc"])

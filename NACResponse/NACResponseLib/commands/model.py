@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from ..provenance import strict_json
 from . import comma_list
 
 KINDS = ("clinical", "radiomics", "deep", "combined")
@@ -214,7 +214,7 @@ def _dlr_predict(args) -> int:
 def _print_predictions(out: list[dict], as_json: bool, head, tail) -> int:
     """One line per patient (or JSON); exit 1 when a patient failed, the others are kept."""
     if as_json:
-        print(json.dumps(out, indent=1))
+        print(strict_json(out, indent=1))
     else:
         for r in out:
             if "error" in r:

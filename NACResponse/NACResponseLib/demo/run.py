@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import importlib
-import json
 import logging
 import pkgutil
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
+from ..provenance import strict_json
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def run_demo(ctx: DemoContext, only: list[str] | None = None) -> dict[str, Any]:
         else:
             print(f"[demo] {module.TITLE}: done in {results[name]['seconds']} s", flush=True)
     ctx.summary["stages"] = results
-    atomic_write_text(ctx.out_dir / "demo_summary.json", json.dumps(ctx.summary, indent=2, default=str))
+    atomic_write_text(ctx.out_dir / "demo_summary.json", strict_json(ctx.summary, indent=2, default=str))
     write_report(ctx)
     return ctx.summary
 

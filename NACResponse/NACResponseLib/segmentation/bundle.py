@@ -28,7 +28,7 @@ from typing import Any
 
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import InputError
-from ..provenance import sha256_file
+from ..provenance import read_json, sha256_file, strict_json
 from .network import NetworkConfig, build_network
 from .preprocessing import PreprocessConfig
 
@@ -147,7 +147,7 @@ def write_weights_bundle(out_dir: str | Path, state_dict: dict[str, Any], metada
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
         meta = json.loads(json.dumps(metadata, default=str))
         meta["nacresponse"]["weights_sha256"] = sha256_file(weights)
-        atomic_write_text(staging / METADATA, json.dumps(meta, indent=2))
+        atomic_write_text(staging / METADATA, strict_json(meta, indent=2))
         for rel, text in (extra_files(meta) if extra_files else {}).items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(staging / rel, text)
@@ -177,7 +177,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise InputError(f"{root}: not a model bundle ({METADATA} is missing)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{meta_path}: unreadable model metadata ({exc})") from None
     nac = meta.get("nacresponse") if isinstance(meta, dict) else None

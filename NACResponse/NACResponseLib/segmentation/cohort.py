@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..imageio import read_image, write_image
 from ..paths import check_id
 from ..progress import CancelToken, Progress
-from ..provenance import collect, now_iso
+from ..provenance import collect, now_iso, strict_json
 from ..stage import StageResult
 from ..study.model import ROLES, timepoint_order
 from ..study.store import StudyStore
@@ -64,10 +64,10 @@ def _listed_paths(store: StudyStore) -> set[str]:
 
 
 def _write_provenance(store: StudyStore, rel: str, record: dict[str, Any]) -> None:
-    atomic_write_text(store.path(rel + ".provenance.json"), json.dumps(record, indent=1, default=str))
+    atomic_write_text(store.path(rel + ".provenance.json"), strict_json(record, indent=1, default=str))
     with store.catalogue() as db:
         db.execute("INSERT INTO provenance (target, created, record) VALUES (?,?,?)",
-                   (f"segmentation:{rel}", now_iso(), json.dumps(record, default=str)))
+                   (f"segmentation:{rel}", now_iso(), strict_json(record, default=str)))
 
 
 # ---- training -----------------------------------------------------------------------------------

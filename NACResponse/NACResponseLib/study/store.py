@@ -26,7 +26,6 @@ All file writes are atomic (see atomic.py); the catalogue uses SQLite transactio
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import uuid
 from pathlib import Path
@@ -36,7 +35,7 @@ from ..atomic import atomic_write_with
 from ..errors import CancelledError, InputError, ManifestError
 from ..filelock import exclusive_lock
 from ..paths import within
-from ..provenance import now_iso, strict_json
+from ..provenance import now_iso, read_json, strict_json
 from .manifest import (
     CLINICAL_NAME,
     MANIFEST_NAME,
@@ -181,7 +180,7 @@ class StudyStore:
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = dict(table.schema.metadata or {})
-        meta[PROVENANCE_KEY] = json.dumps(provenance, default=str).encode()
+        meta[PROVENANCE_KEY] = strict_json(provenance, default=str).encode()
         table = table.replace_schema_metadata(meta)
         path = self.table_path(name)
         atomic_write_with(path, lambda tmp: pq.write_table(table, str(tmp)))
@@ -189,7 +188,7 @@ class StudyStore:
             db.execute("INSERT OR REPLACE INTO tables VALUES (?,?,?,?,?)",
                        (name, str(path.relative_to(self.root)), frame.shape[0], frame.shape[1], now_iso()))
             db.execute("INSERT INTO provenance (target, created, record) VALUES (?,?,?)",
-                       (f"table:{name}", now_iso(), json.dumps(provenance, default=str)))
+                       (f"table:{name}", now_iso(), strict_json(provenance, default=str)))
         return path
 
     def write_tables(self, frames: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Path]:
@@ -252,7 +251,7 @@ class StudyStore:
         import pyarrow.parquet as pq
 
         meta = pq.read_schema(self.table_path(name)).metadata or {}
-        return json.loads(meta.get(PROVENANCE_KEY, b"{}"))
+        return read_json(meta.get(PROVENANCE_KEY, b"{}"))
 
     # ---- catalogue ------------------------------------------------------------------------
     @property
@@ -277,7 +276,7 @@ class StudyStore:
               details: dict[str, Any] | None = None, db: sqlite3.Connection | None = None) -> None:
         """Append to the audit log; inside the caller's transaction when ``db`` is given (so the
         entry commits or rolls back with the change it records)."""
-        row = (now_iso(), actor, action, target, json.dumps(details or {}, default=str))
+        row = (now_iso(), actor, action, target, strict_json(details or {}, default=str))
         sql = "INSERT INTO audit_log (time, actor, action, target, details) VALUES (?,?,?,?,?)"
         if db is not None:
             db.execute(sql, row)

@@ -16,7 +16,6 @@ pyradiomics scripts want other files.  Rules of every export:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..provenance import strict_json
 
 FORMATS = ("csv", "xlsx", "parquet", "pyradiomics")
 ROI_COLUMNS = ("patient_id", "timepoint", "image", "reader", "method", "label")
@@ -97,10 +97,10 @@ def provenance_rows(name: str, sheet: str | None, provenance: dict[str, Any]) ->
         if isinstance(value, dict):
             items = value.items() if value else [("", "")]
             rows += [{"table": name, "sheet": sheet or "", "section": section, "key": str(k),
-                      "value": v if isinstance(v, str) else json.dumps(v, default=str)} for k, v in items]
+                      "value": v if isinstance(v, str) else strict_json(v, default=str)} for k, v in items]
         else:
             rows.append({"table": name, "sheet": sheet or "", "section": section, "key": "",
-                         "value": value if isinstance(value, str) else json.dumps(value, default=str)})
+                         "value": value if isinstance(value, str) else strict_json(value, default=str)})
     return rows
 
 
@@ -148,7 +148,7 @@ def write_parquet(frame, provenance: dict[str, Any], path: Path) -> None:
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           PROVENANCE_KEY: json.dumps(provenance, default=str).encode()})
+                                           PROVENANCE_KEY: strict_json(provenance, default=str).encode()})
     pq.write_table(table, str(path))
 
 

@@ -7,14 +7,13 @@ JSON and Markdown under ``<study>/reports/``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
 from ..errors import NACError
 from ..imageio import read_image, read_mask
-from ..provenance import collect
+from ..provenance import collect, strict_json
 from .model import CLINICAL_VARIABLES, OUTCOMES
 from .store import StudyStore
 
@@ -93,7 +92,7 @@ def write_validation_report(store: StudyStore, report: dict[str, Any]) -> Path:
     """reports/validation.json (with provenance) and reports/validation.md; returns the .md path."""
     out = store.reports_dir
     record = {**report, "provenance": collect(step="validate", inputs=[store.manifest_path], base=store.root)}
-    atomic_write_text(out / "validation.json", json.dumps(record, indent=2, default=str))
+    atomic_write_text(out / "validation.json", strict_json(record, indent=2, default=str))
     c = report["counts"]
     lines = [
         "# Study validation report", "",
