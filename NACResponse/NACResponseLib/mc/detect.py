@@ -43,8 +43,9 @@ Exclusion rules implemented (rejected detections are kept in the table with ``ke
 - ``linear``: the object is longer than ``linear_length_mm`` with elongation > ``max_elongation``
   (vascular tracks, fibres, the pectoral edge), or ``line_score`` > ``line_threshold`` (the seed is
   on a long line: also scanner lines broken into fragments each shorter than ``linear_length_mm``);
-- ``small``: FWHM diameter < ``min_diameter_mm`` (single-pixel noise spikes at fine pixel sizes;
-  a detected spot is at least one pixel, so this fires only at pixels finer than ~0.09 mm);
+- ``small``: FWHM diameter < ``min_diameter_mm`` (fires only at pixels finer than ~0.09 mm: a
+  detected spot is at least one pixel), or a single-pixel spike (:func:`_single_pixel`: its four
+  neighbours carry no contrast) at pixels up to ``spike_max_pixel_mm``;
 - ``classifier``: with ``classifier`` set, the learned probability (:mod:`.classifier`) is below the
   model's threshold.
 
@@ -84,6 +85,8 @@ class DetectorParams:
     noise_block_mm: float = 5.0
     skin_margin_mm: float = 1.5  # the breast mask reaches the skin line, whose edge the band-pass sees
     min_diameter_mm: float = 0.1
+    spike_neighbour_sd: float = 1.0  # single-pixel spike rule (:func:`_single_pixel`); 0 = off
+    spike_max_pixel_mm: float = 0.15
     max_diameter_mm: float = 1.0
     linear_length_mm: float = 1.5
     max_elongation: float = 2.5
@@ -276,6 +279,23 @@ def _merge_seeds(sr: np.ndarray, sc: np.ndarray, zmax: np.ndarray, contrast: np.
     return sr[first], sc[first]
 
 
+def _single_pixel(sub: np.ndarray, g_bg: np.ndarray, sr: np.ndarray, sc: np.ndarray, pix_noise: np.ndarray,
+                  s: float, p: DetectorParams) -> np.ndarray:
+    """Per seed: a single-pixel spike, whose 4 neighbours carry no contrast (their mean contrast
+    over the background is below ``spike_neighbour_sd`` SDs of a 4-pixel mean, pixel noise / 2).
+    An MC wider than a pixel spills into a neighbour; white noise does not.  Used only at pixels up
+    to ``spike_max_pixel_mm``: at coarser pixels a 0.2-0.3 mm MC often lies within one pixel and
+    looks the same as a spike (README, rule ``small``)."""
+    if p.spike_neighbour_sd <= 0 or s > p.spike_max_pixel_mm:
+        return np.zeros(sr.size, dtype=bool)
+    rows, cols = sub.shape
+    total = np.zeros(sr.size, dtype=np.float64)
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        r, c = np.clip(sr + dr, 0, rows - 1), np.clip(sc + dc, 0, cols - 1)
+        total += sub[r, c] - g_bg[r, c]
+    return total / 4 < p.spike_neighbour_sd * pix_noise / 2
+
+
 def _line_score(zline: np.ndarray, inside: np.ndarray, sr: np.ndarray, sc: np.ndarray, s: float,
                 p: DetectorParams) -> np.ndarray:
     """Per seed: over 8 directions, the largest min(mean response on the two arms from
@@ -399,11 +419,12 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     pix_noise = grid[np.minimum(sr // block, grid.shape[0] - 1), np.minimum(sc // block, grid.shape[1] - 1)]
     seed_contrast = contrast[sr, sc]
     local_bg = g_bg[sr, sc]
+    spike = _single_pixel(sub, g_bg, sr, sc, pix_noise, s, p)
     del g_bg
     line = _line_score(zline, inside, sr, sc, s, p)
 
     reason = np.full(sr.size, "", dtype=object)
-    reason[diameter < p.min_diameter_mm] = "small"
+    reason[(diameter < p.min_diameter_mm) | spike] = "small"
     long_obj = length[pos] > p.linear_length_mm
     reason[(long_obj & (elong[pos] > p.max_elongation)) | (line > p.line_threshold)] = "linear"
     reason[long_obj & (elong[pos] <= p.max_elongation)] = "coarse_or_rim"  # open rims, arcs, big blobs
