@@ -74,6 +74,16 @@ def test_dense_core_decides_and_wide_link_measures():
     assert (assign_clusters(xy, BIRADS_GROUPED) == -1).all()  # 5 MCs within 1 cm: none here
 
 
+def test_rule_names_and_wording_for_provenance():
+    assert ClusterParams().rule()["name"] == "default"
+    assert ClusterParams().describe() == ">= 3 MCs within 10 mm, 10 mm link"
+    assert DENSE_CORE.rule()["name"] == "dense-core" and BIRADS_GROUPED.rule()["name"] == "birads-grouped"
+    assert "BI-RADS" in BIRADS_GROUPED.rule()["reference"]
+    custom = ClusterParams(link_distance_mm=5.0).rule()
+    assert custom["name"] == "custom" and custom["link_distance_mm"] == 5.0
+    assert ClusterParams(grouped_max_mm=15.0).rule()["name"] == "default"  # descriptors are not the rule
+
+
 @pytest.mark.parametrize("points,expected", [
     ([[0, 0], [3, 1], [1, 4], [4, 4], [2, 2]], "grouped"),
     ([[0, 0], [5, 0.3], [10, -0.2], [15, 0.1], [20, 0.2], [25, 0]], "linear"),

@@ -76,7 +76,13 @@ def test_study_detect_extent_compare_and_cli(copy_study, tmp_path, capsys):
     assert main(["mc", "detect", str(store.root)]) == 0
     assert "0 computed" in capsys.readouterr().out
 
+    capsys.readouterr()
+    assert main(["mc", "extent", str(store.root), "--rule", "birads-grouped"]) == 0
+    assert "cluster rule birads-grouped: >= 5 MCs within 10 mm in a core linked at 5 mm" in capsys.readouterr().out
+    assert store.table_provenance("mc_clusters")["cluster_rule"]["name"] == "birads-grouped"
     assert main(["mc", "extent", str(store.root)]) == 0
+    rule = store.table_provenance("mc_clusters")["cluster_rule"]
+    assert rule["name"] == "default" and rule["min_count"] == 3 and rule["link_distance_mm"] == 10.0
     clusters = store.read_table("mc_clusters")
     assert len(clusters) and (clusters["extent_mm"] > 0).all()
 

@@ -45,6 +45,9 @@ def register(subparsers) -> None:
                        "(with --patient/--timepoint/--image) "
                        "stores {'add': [[x_mm, y_mm]...], 'remove': [...]} for that mammogram first.")
     e.add_argument("study", type=Path)
+    e.add_argument("--rule", choices=["default", "dense-core", "birads-grouped"], default="default",
+                   help="named cluster rule (mc.clusters.RULES; README: their measured operating points); the "
+                   "options below override its values")
     e.add_argument("--link-distance-mm", type=float, help="single linkage giving a cluster's members and extent "
                    "(default 10)")
     e.add_argument("--core-link-mm", type=float, help="link of the dense core that makes a group a cluster "
@@ -108,7 +111,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _extent(args: argparse.Namespace) -> int:
-    from ..mc.clusters import ClusterParams
+    from dataclasses import replace
+
+    from ..mc.clusters import RULES
     from ..mc.cohort import extent_study, save_edits
     from ..mc.editing import load_edits
     from ..study.store import StudyStore
@@ -120,9 +125,10 @@ def _extent(args: argparse.Namespace) -> int:
         save_edits(store, args.patient, args.timepoint, args.image, load_edits(args.edits), actor="cli")
     given = {"link_distance_mm": args.link_distance_mm, "core_link_mm": args.core_link_mm,
              "min_count": args.min_count, "window_mm": args.window_mm}
-    res = extent_study(store, params=ClusterParams(**{k: v for k, v in given.items() if v is not None}),
+    res = extent_study(store, params=replace(RULES[args.rule], **{k: v for k, v in given.items() if v is not None}),
                        force=args.force)
-    print(f"{res.outputs['clusters']} clusters")
+    rule = res.outputs["cluster_rule"]
+    print(f"{res.outputs['clusters']} clusters; cluster rule {rule['name']}: {rule['description']}")
     for case, pts in res.outputs["unmatched_removals"].items():
         print(f"WARNING {case}: removal points matched no detection: {pts}")
     return print_result(res)

@@ -70,9 +70,27 @@ class ClusterParams:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        """The rule in words, e.g. ``>= 3 MCs within 10 mm, 10 mm link``."""
+        core = "" if self.core_link_mm is None else f" in a core linked at {self.core_link_mm:g} mm"
+        return f">= {self.min_count} MCs within {self.window_mm:g} mm{core}, {self.link_distance_mm:g} mm link"
+
+    def rule(self) -> dict:
+        """Name, wording and source of the rule, for provenance and command output."""
+        rule_fields = ("link_distance_mm", "min_count", "window_mm", "core_link_mm")
+        mine = {k: getattr(self, k) for k in rule_fields}
+        name = next((n for n, r in RULES.items() if {k: getattr(r, k) for k in rule_fields} == mine), "custom")
+        return {"name": name, "description": self.describe(), "reference": RULE_REFERENCES.get(name, ""), **mine}
+
 
 DENSE_CORE = ClusterParams(core_link_mm=5.0)
 BIRADS_GROUPED = ClusterParams(min_count=5, core_link_mm=5.0)  # BI-RADS "grouped": 5 calcifications within 1 cm
+RULES = {"default": ClusterParams(), "dense-core": DENSE_CORE, "birads-grouped": BIRADS_GROUPED}
+RULE_REFERENCES = {
+    "default": "CAD-study cluster definition, >= 3 MCs within about 1 cm (e.g. Kallergi, Med Phys 1999;26:267)",
+    "dense-core": "the default with a 5 mm core (README, MC section: measured trade-off)",
+    "birads-grouped": "ACR BI-RADS Atlas, 5th ed. (2013): 'grouped', from about 5 calcifications within 1 cm",
+}
 
 
 def feret(points: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

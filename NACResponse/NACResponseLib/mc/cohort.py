@@ -284,7 +284,8 @@ def extent_study(store: StudyStore, *, params: ClusterParams | None = None, forc
     if not force and store.together(EXTENT_TABLES) and \
             store.table_provenance("mc_clusters").get("signature") == signature:
         return StageResult("mc extent", reused=len(images),
-                           outputs={"clusters": len(store.read_table("mc_clusters")), "unmatched_removals": {}})
+                           outputs={"clusters": len(store.read_table("mc_clusters")), "unmatched_removals": {},
+                                    "cluster_rule": p.rule()})
     mc_frames, cl_frames, unmatched = [], [], {}
     for row in images.itertuples():
         key = (row.patient_id, row.timepoint, row.image)
@@ -303,10 +304,10 @@ def extent_study(store: StudyStore, *, params: ClusterParams | None = None, forc
     mcs_all = pd.concat(mc_frames, ignore_index=True) if mc_frames else pd.DataFrame(columns=ID_COLUMNS)
     cl_all = pd.concat(cl_frames, ignore_index=True) if cl_frames else pd.DataFrame(columns=ID_COLUMNS)
     prov = collect(step="mc.extent", parameters=p.to_dict(), inputs=edit_files, base=store.root,
-                   extra={"signature": signature, "unmatched_removals": unmatched})
+                   extra={"signature": signature, "unmatched_removals": unmatched, "cluster_rule": p.rule()})
     store.write_tables({"mc_mcs": mcs_all, "mc_clusters": cl_all}, prov)
     return StageResult("mc extent", done=len(images), tables=list(EXTENT_TABLES),
-                       outputs={"clusters": len(cl_all), "unmatched_removals": unmatched})
+                       outputs={"clusters": len(cl_all), "unmatched_removals": unmatched, "cluster_rule": p.rule()})
 
 
 def _select(frame: pd.DataFrame, key: tuple[str, str, str], timepoint: str) -> pd.DataFrame:
