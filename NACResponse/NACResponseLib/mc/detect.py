@@ -20,7 +20,9 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
 4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.  One
    seed per blob: seeds of one object closer than ``max_diameter_mm`` whose contrast does not dip
    below ``merge_saddle`` x the weaker one's between them are merged into the strongest (noise
-   splits one coarse-pixel blob among several maxima, and each would get a share of its area).
+   splits one coarse-pixel blob among several maxima, and each would get a share of its area);
+   at pixels >= ``coarse_pixel_mm`` also seeds up to ``coarse_merge_mm`` apart on one coarse blob
+   (:func:`_merge_coarse_blobs`).
 5. Per seed, its object = connected component of Z > ``seg_threshold``.  Local contrast
    C = G_0 - B (image units); size = area where C >= half the object's peak C (FWHM area,
    divided among the blobs sharing the object), equivalent diameter; shape = second moments of that
@@ -86,7 +88,8 @@ class DetectorParams:
     skin_margin_mm: float = 1.5  # the breast mask reaches the skin line, whose edge the band-pass sees
     min_diameter_mm: float = 0.1
     spike_neighbour_sd: float = 1.0  # single-pixel spike rule (:func:`_single_pixel`); 0 = off
-    spike_max_pixel_mm: float = 0.15
+    coarse_pixel_mm: float = 0.15  # from this pixel size: no spike rule, coarse-blob merge instead
+    coarse_merge_mm: float = 1.8  # coarse-blob merge (:func:`_merge_coarse_blobs`); 0 = off
     max_diameter_mm: float = 1.0
     linear_length_mm: float = 1.5
     max_elongation: float = 2.5
@@ -283,10 +286,10 @@ def _single_pixel(sub: np.ndarray, g_bg: np.ndarray, sr: np.ndarray, sc: np.ndar
                   s: float, p: DetectorParams) -> np.ndarray:
     """Per seed: a single-pixel spike, whose 4 neighbours carry no contrast (their mean contrast
     over the background is below ``spike_neighbour_sd`` SDs of a 4-pixel mean, pixel noise / 2).
-    An MC wider than a pixel spills into a neighbour; white noise does not.  Used only at pixels up
-    to ``spike_max_pixel_mm``: at coarser pixels a 0.2-0.3 mm MC often lies within one pixel and
-    looks the same as a spike (README, rule ``small``)."""
-    if p.spike_neighbour_sd <= 0 or s > p.spike_max_pixel_mm:
+    An MC wider than a pixel spills into a neighbour; white noise does not.  Used only at pixels
+    finer than ``coarse_pixel_mm``: at coarser pixels a 0.2-0.3 mm MC often lies within one pixel
+    and looks the same as a spike (README, rule ``small``)."""
+    if p.spike_neighbour_sd <= 0 or s >= p.coarse_pixel_mm:
         return np.zeros(sr.size, dtype=bool)
     rows, cols = sub.shape
     total = np.zeros(sr.size, dtype=np.float64)
@@ -294,6 +297,23 @@ def _single_pixel(sub: np.ndarray, g_bg: np.ndarray, sr: np.ndarray, sc: np.ndar
         r, c = np.clip(sr + dr, 0, rows - 1), np.clip(sc + dc, 0, cols - 1)
         total += sub[r, c] - g_bg[r, c]
     return total / 4 < p.spike_neighbour_sd * pix_noise / 2
+
+
+def _merge_coarse_blobs(sub: np.ndarray, sr: np.ndarray, sc: np.ndarray, zmax: np.ndarray, s: float,
+                        p: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
+    """At coarse pixels (>= ``coarse_pixel_mm``): seeds up to ``coarse_merge_mm`` apart that lie on
+    one coarse blob are one candidate.  The band-pass sees a 1-2 mm calcification as a ring (its
+    flat top is part of the background B), and noise puts seeds on that ring more than
+    ``max_diameter_mm`` apart, in separate objects, with the dip of the ring between them.  Against
+    a background 3 x wider (2 G(1.2 mm) - G(1.7 mm)) the whole blob stays bright, so the saddle test
+    of :func:`_merge_seeds` (at 0.8 of the weaker seed) joins its seeds and not separate MCs."""
+    if p.coarse_merge_mm <= 0 or s < p.coarse_pixel_mm or sr.size < 2:
+        return sr, sc
+    b = 3 * p.background_mm / s
+    blob = ndi.gaussian_filter(sub, p.sigmas_mm[min(1, len(p.sigmas_mm) - 1)] / s, truncate=3.0)
+    blob -= 2 * ndi.gaussian_filter(sub, b, truncate=3.0) - ndi.gaussian_filter(sub, np.sqrt(2) * b, truncate=3.0)
+    wide = DetectorParams(max_diameter_mm=p.coarse_merge_mm, merge_saddle=0.8)
+    return _merge_seeds(sr, sc, zmax, blob, np.ones(zmax.shape, dtype=np.int8), s, wide)
 
 
 def _line_score(zline: np.ndarray, inside: np.ndarray, sr: np.ndarray, sc: np.ndarray, s: float,
@@ -393,6 +413,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     obj_mask = zmax > p.seg_threshold
     large_mask = _large_objects(obj_mask, s, p)
     obj_lab, _ = ndi.label(obj_mask)
+    sr, sc = _merge_coarse_blobs(sub, sr, sc, zmax, s, p)
     sr, sc = _merge_seeds(sr, sc, zmax, contrast, obj_lab, s, p)
     seed_obj = obj_lab[sr, sc]
     objs, seeds_per_obj = np.unique(seed_obj, return_counts=True)
