@@ -87,7 +87,8 @@ DENSE_CORE = ClusterParams(core_link_mm=5.0)
 BIRADS_GROUPED = ClusterParams(min_count=5, core_link_mm=5.0)  # BI-RADS "grouped": 5 calcifications within 1 cm
 RULES = {"default": ClusterParams(), "dense-core": DENSE_CORE, "birads-grouped": BIRADS_GROUPED}
 RULE_REFERENCES = {
-    "default": "CAD-study cluster definition, >= 3 MCs within about 1 cm (e.g. Kallergi, Med Phys 1999;26:267)",
+    "default": "CAD-study cluster definition, >= 3 MCs close together (Kallergi et al., Med Phys 1999;26:267: "
+               ">= 3 calcifications with nearest-neighbour distances under ~1.4 cm)",
     "dense-core": "the default with a 5 mm core (README, MC section: measured trade-off)",
     "birads-grouped": "ACR BI-RADS Atlas, 5th ed. (2013): 'grouped', from about 5 calcifications within 1 cm",
 }
