@@ -47,7 +47,7 @@ Exclusion rules implemented (rejected detections are kept in the table with ``ke
   on a long line: also scanner lines broken into fragments each shorter than ``linear_length_mm``);
 - ``small``: FWHM diameter < ``min_diameter_mm`` (fires only at pixels finer than ~0.09 mm: a
   detected spot is at least one pixel), or a single-pixel spike (:func:`_single_pixel`: its four
-  neighbours carry no contrast) at pixels up to ``spike_max_pixel_mm``;
+  neighbours carry no contrast) at pixels finer than ``coarse_pixel_mm``;
 - ``classifier``: with ``classifier`` set, the learned probability (:mod:`.classifier`) is below the
   model's threshold.
 
@@ -57,7 +57,7 @@ lucent-centred (benign) calcifications smaller than 1 mm are *not* excluded.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -312,7 +312,7 @@ def _merge_coarse_blobs(sub: np.ndarray, sr: np.ndarray, sc: np.ndarray, zmax: n
     b = 3 * p.background_mm / s
     blob = ndi.gaussian_filter(sub, p.sigmas_mm[min(1, len(p.sigmas_mm) - 1)] / s, truncate=3.0)
     blob -= 2 * ndi.gaussian_filter(sub, b, truncate=3.0) - ndi.gaussian_filter(sub, np.sqrt(2) * b, truncate=3.0)
-    wide = DetectorParams(max_diameter_mm=p.coarse_merge_mm, merge_saddle=0.8)
+    wide = replace(p, max_diameter_mm=p.coarse_merge_mm, merge_saddle=0.8)
     return _merge_seeds(sr, sc, zmax, blob, np.ones(zmax.shape, dtype=np.int8), s, wide)
 
 
