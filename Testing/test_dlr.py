@@ -22,8 +22,11 @@ from NACResponseLib.deep.dlr import (  # noqa: E402
 from NACResponseLib.errors import InputError  # noqa: E402
 from NACResponseLib.modelling.evaluation import roc_auc  # noqa: E402
 
-TINY = DLRNetConfig(widths=(8, 16, 32, 64), hidden=16, dropout=0.1, max_pool=False)  # 4x4 map at 64 px
+TINY = DLRNetConfig(widths=(8, 16, 32, 64), hidden=16, dropout=0.1, max_pool=False)  # layer2: 16x16 at 64 px
 SIZE = 64
+SPACING_MM = 0.3  # a 64-pixel crop of 19 mm, as the ultrasound crops of 4-8 mm tumours with a 4 mm margin
+BORDER_PX = 6  # 1.8 mm of border tissue
+TRAIN = TrainConfig(epochs=12, patience=12, batch_size=4, seed=0)
 
 
 def _disc(centre, radius):
@@ -33,8 +36,8 @@ def _disc(centre, radius):
 
 def _pairs(n, seed):
     """Dark lesion on bright speckle; responders' lesions shrink by half at the second timepoint.
-    The lesion sits in a random quadrant (the same at both timepoints); ``masks`` is the baseline
-    tumour with a 6-pixel border."""
+    The lesion sits in a random quadrant (the same at both timepoints), so a map that favours the
+    crop's centre gains nothing; ``masks`` is the baseline tumour with its ``BORDER_PX`` border."""
     rng = np.random.default_rng(seed)
     y = (np.arange(n) % 2).astype(int)
     base, treat, masks = [], [], []
@@ -48,7 +51,7 @@ def _pairs(n, seed):
             images.append(np.repeat((speckle * (1 - 0.7 * _disc(centre, r)))[None], 3, axis=0))
         base.append(images[0])
         treat.append(images[1])
-        masks.append(_disc(centre, r0 + 6) > 0)
+        masks.append(_disc(centre, r0 + BORDER_PX) > 0)
     return np.stack(base), np.stack(treat), y, np.stack(masks)
 
 
@@ -64,9 +67,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def trained():
     base, treat, y, _ = _pairs(48, 0)
-    net, summary = train_network(base, treat, y, net_config=TINY,
-                                 train_config=TrainConfig(epochs=12, patience=12, batch_size=16, seed=0))
-    return net, summary
+    return train_network(base, treat, y, net_config=TINY, train_config=TRAIN)
 
 
 def test_learns_size_change_on_held_out_patients(trained):
@@ -81,24 +82,51 @@ def test_learns_size_change_on_held_out_patients(trained):
 def test_does_not_learn_permuted_labels():
     base, treat, y, _ = _pairs(48, 0)
     y_perm = np.random.default_rng(5).permutation(y)
-    net, _ = train_network(base, treat, y_perm, net_config=TINY,
-                           train_config=TrainConfig(epochs=12, patience=12, batch_size=16, seed=0))
+    net, _ = train_network(base, treat, y_perm, net_config=TINY, train_config=TRAIN)
     b2, t2, y2, _ = _pairs(40, 1)
     y2_perm = np.random.default_rng(6).permutation(y2)  # labels unrelated to the images
     assert abs(roc_auc(y2_perm, predict_logits(net, b2, t2)) - 0.5) < 0.25
 
 
 def test_gradcam_mass_lies_on_the_tumour(trained):
+    """Most of the baseline map's positive mass lies on the tumour and its 1.8 mm border, a region
+    of a fifth of the crop (measured, seeds 0-2 of this training: 0.56-0.73 on layer2, 0.49-0.71
+    on layer3, 0.44-0.52 on layer4)."""
     net, _ = trained
     base, treat, y, masks = _pairs(16, 2)
     maps_b, maps_t, logits = response_gradcam(net, base, treat)
-    assert maps_b.shape == maps_t.shape == (16, SIZE, SIZE)
+    assert maps_b.shape == maps_t.shape == (16, SIZE, SIZE) and maps_b.min() >= 0
     np.testing.assert_allclose(logits, predict_logits(net, base, treat), atol=1e-4)
-    # The baseline map: the share of Grad-CAM mass on the tumour and its border, against the share
-    # of the image that region covers (chance).  Measured: 0.45 of the mass on 0.21 of the area.
     inside = [m[k].sum() / m.sum() for m, k in zip(maps_b, masks) if m.sum() > 0]
     area = float(masks.mean())
-    assert len(inside) >= 12 and np.median(inside) > 1.8 * area, (np.median(inside), area)
+    assert BORDER_PX * SPACING_MM <= 2.0 and area < 0.25, area
+    assert len(inside) >= 12 and np.median(inside) > 0.5, (np.median(inside), area)
+
+
+def test_gradcam_is_the_response_logit_gradient_on_the_chosen_layer(trained):
+    """Grad-CAM re-derived by hand on layer3, through the encoder's modules and the head:
+    ReLU(sum_k mean(dlogit / dA_k) A_k), each timepoint with the other input held fixed."""
+    import torch.nn.functional as F
+
+    net, _ = trained
+    e = net.encoder
+    base, treat, _, _ = _pairs(4, 5)
+    maps_b, maps_t, _ = response_gradcam(net, base, treat, layer="layer3")
+
+    def layer3(x):  # TINY has no stem max pool
+        return e.layer3(e.layer2(e.layer1(e.act(e.bn1(e.conv1(torch.as_tensor(x)))))))
+
+    with torch.no_grad():
+        f_base, f_treat = (e.layer4(layer3(x)).mean(dim=(2, 3)) for x in (base, treat))
+    for x, maps, logit_of in ((base, maps_b, lambda f: net.head(torch.cat([f, f_treat, f_treat - f], 1))),
+                              (treat, maps_t, lambda f: net.head(torch.cat([f_base, f, f - f_base], 1)))):
+        a = layer3(x)
+        grad, = torch.autograd.grad(logit_of(e.layer4(a).mean(dim=(2, 3))).sum(), a)
+        cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
+        cam = F.interpolate(cam, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[:, 0].detach().numpy()
+        np.testing.assert_allclose(maps, cam / np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-12), atol=1e-4)
+    with pytest.raises(InputError, match="layer must be one of"):
+        response_gradcam(net, base, treat, layer="fc")
 
 
 def test_bundle_round_trip_and_tampered_weights(trained, tmp_path):
@@ -110,7 +138,7 @@ def test_bundle_round_trip_and_tampered_weights(trained, tmp_path):
     model = load_dlr_bundle(path, device="cpu")
     expected = 1 / (1 + np.exp(-predict_logits(net, base, treat).astype(np.float64)))
     np.testing.assert_allclose(model.probabilities(base, treat), expected, rtol=1e-6)
-    assert model.operating_points == ops
+    assert model.operating_points == ops and model.gradcam_layer == "layer2"
     with pytest.raises(InputError, match="already exists"):
         save_dlr_bundle(path, net, name="x", input_spec={"baseline": "pre", "step": "c2"}, operating_points=ops,
                         training=summary, provenance={})

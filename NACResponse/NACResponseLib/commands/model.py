@@ -109,11 +109,13 @@ def _register_dlr(sub) -> None:
     t.add_argument("--architecture", choices=("resnet18", "resnet50"), default="resnet18")
     t.add_argument("--width", type=int, default=64, help="first-stage channels (64 = ImageNet layout; less = smaller)")
     t.add_argument("--no-max-pool", action="store_true",
-                   help="drop the stem's max pool: output stride 16, a finer Grad-CAM grid on small crops")
+                   help="drop the stem's max pool: every stage's map twice as fine (a finer Grad-CAM)")
     t.add_argument("--imagenet", type=Path, help="torchvision ImageNet checkpoint for the encoder (SHA-256 checked)")
     t.add_argument("--imagenet-sha256", help="expected SHA-256 of --imagenet (else a .sha256 sidecar or file name)")
     t.add_argument("--epochs", type=int, default=40)
-    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--gradcam-layer", choices=("layer1", "layer2", "layer3", "layer4"), default="layer2",
+                   help="encoder stage whose map Grad-CAM explains (recorded in the bundle; default layer2)")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--weight-decay", type=float, default=1e-2)
     t.add_argument("--patience", type=int, default=8, help="early stopping on the validation loss")
@@ -161,7 +163,8 @@ def _dlr_train(args) -> int:
     with Progress(args.folds, f"DLR {args.step}: cross-validation folds") as prog:
         res = train_dlr_study(store, out, step=args.step, settings=settings, net_config=net, train_config=train,
                               init_weights=args.imagenet, init_sha256=args.imagenet_sha256,
-                              youden_weight=args.youden_weight, n_splits=args.folds, device=args.device,
+                              youden_weight=args.youden_weight, n_splits=args.folds,
+                              gradcam_layer=args.gradcam_layer, device=args.device,
                               progress=lambda done, total, msg: prog.update(1, msg), cancel=args.cancel)
     auc = res["training"]["cv"]["auc"]
     op = res["operating_points"]["dlr"]

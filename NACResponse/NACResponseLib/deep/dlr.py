@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 ARCHITECTURES = {"resnet18": ("basic", (2, 2, 2, 2), 1), "resnet50": ("bottleneck", (3, 4, 6, 3), 4)}
 TORCHVISION_WIDTHS = (64, 128, 256, 512)
+ENCODER_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+GRADCAM_LAYER = "layer2"  # output stride 4 without the stem max pool, 8 with it (README: Grad-CAM)
 FORMAT_VERSION = 1
 TASK = "Response prediction from two timepoints (dual-input DLR)"
 CHECKPOINT = "checkpoint.pt"
@@ -46,7 +48,7 @@ class DLRNetConfig:
     widths: tuple[int, ...] = TORCHVISION_WIDTHS  # (64, 128, 256, 512) = the ImageNet layout
     hidden: int = 64
     dropout: float = 0.3
-    max_pool: bool = True  # False halves the encoder's output stride (32 -> 16): finer Grad-CAM on small crops
+    max_pool: bool = True  # False halves every stage's output stride: a finer Grad-CAM on small crops
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -72,11 +74,12 @@ class TrainConfig:
     """Training defaults (see the README for why each was chosen)."""
 
     epochs: int = 40
-    batch_size: int = 16
+    batch_size: int = 8
     learning_rate: float = 1e-3
     weight_decay: float = 1e-2
     patience: int = 8
     validation_fraction: float = 0.2
+    validation_min_class: int = 5  # fewer responders (or non-responders) than this: no validation split
     modality: str = "US"  # US: Rician (speckle-like) noise; MR: Gaussian noise
     augment: bool = True
     rotate_degrees: float = 10.0
@@ -112,19 +115,27 @@ def _module():
             self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(3 * d, config.hidden), nn.ReLU(),
                                       nn.Dropout(config.dropout), nn.Linear(config.hidden, 1))
 
-        def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-            """The encoder's last convolutional map (the Grad-CAM target layer)."""
+        def activation(self, x: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+            """The encoder's map after ``layer`` (one of ``ENCODER_LAYERS``): the Grad-CAM target."""
             e = self.encoder
             x = e.act(e.bn1(e.conv1(x)))
             x = e.maxpool(x) if self.config.max_pool else x
-            return e.layer4(e.layer3(e.layer2(e.layer1(x))))
+            for name in ENCODER_LAYERS[:ENCODER_LAYERS.index(layer) + 1]:
+                x = getattr(e, name)(x)
+            return x
 
-        def fused_logit(self, map_base: torch.Tensor, map_treat: torch.Tensor) -> torch.Tensor:
-            fb, ft = map_base.mean(dim=(2, 3)), map_treat.mean(dim=(2, 3))
-            return self.head(torch.cat([fb, ft, ft - fb], dim=1))[:, 0]
+        def pooled(self, activation: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+            """The encoder's feature vector from the map after ``layer``: the later stages, then the mean."""
+            for name in ENCODER_LAYERS[ENCODER_LAYERS.index(layer) + 1:]:
+                activation = getattr(self.encoder, name)(activation)
+            return activation.mean(dim=(2, 3))
+
+        def fused_logit(self, f_base: torch.Tensor, f_treat: torch.Tensor) -> torch.Tensor:
+            """The response logit from the two pooled feature vectors."""
+            return self.head(torch.cat([f_base, f_treat, f_treat - f_base], dim=1))[:, 0]
 
         def forward(self, base: torch.Tensor, treat: torch.Tensor) -> torch.Tensor:
-            return self.fused_logit(self.feature_map(base), self.feature_map(treat))
+            return self.fused_logit(self.pooled(self.activation(base)), self.pooled(self.activation(treat)))
 
     return DualInputNet
 
@@ -167,11 +178,20 @@ def load_imagenet_encoder(net, path: str | Path, expected_sha256: str | None = N
 # ---------------------------------------------------------------------------------------------
 
 def _augmenter(config: TrainConfig):
-    """Per-image MONAI transforms on (3, H, W) tensors."""
+    """Per-image MONAI transforms on (3, H, W) ImageNet-normalised tensors.
+
+    The intensity transforms act on the crop's [0, 1] scale (undone and redone around them):
+    Rician noise is the magnitude of a complex signal, ``sqrt((x + n1)^2 + n2^2)``, so on the
+    ImageNet-normalised values (negative for dark pixels) it would fold a hypoechoic tumour onto
+    bright tissue; on [0, 1] it only adds speckle-like noise.  Rotation pads with 0 = black, as the
+    crop does outside the image.
+    """
     import math
 
+    import torch
     from monai.transforms import (
         Compose,
+        Lambda,
         RandFlip,
         RandGaussianNoise,
         RandRicianNoise,
@@ -180,11 +200,15 @@ def _augmenter(config: TrainConfig):
         RandShiftIntensity,
     )
 
+    from .slices import IMAGENET_MEAN, IMAGENET_STD
+
+    mean, std = (torch.as_tensor(v)[:, None, None] for v in (IMAGENET_MEAN, IMAGENET_STD))
     noise = RandRicianNoise(prob=0.5, std=0.1, relative=True) if config.modality == "US" \
         else RandGaussianNoise(prob=0.5, std=0.05)
-    return Compose([RandFlip(prob=0.5, spatial_axis=1),
+    return Compose([Lambda(lambda x: x * std + mean), RandFlip(prob=0.5, spatial_axis=1),
                     RandRotate(range_x=math.radians(config.rotate_degrees), prob=0.5, padding_mode="zeros"),
-                    RandScaleIntensity(factors=0.1, prob=0.5), RandShiftIntensity(offsets=0.1, prob=0.5), noise])
+                    RandScaleIntensity(factors=0.1, prob=0.5), RandShiftIntensity(offsets=0.05, prob=0.5), noise,
+                    Lambda(lambda x: (x - mean) / std)])
 
 
 def _augment(transform, batch, seed: int):
@@ -268,8 +292,8 @@ def train_network(base: np.ndarray, treat: np.ndarray, y, *, net_config: DLRNetC
         else load_imagenet_encoder(net, init_weights, init_sha256)
     net.to(dev)
     tr, va = validation_split(y, cfg.validation_fraction, cfg.seed)
-    if len(va) == 0 or len(np.unique(y[tr])) < 2:
-        tr, va = np.arange(len(y)), np.zeros(0, int)
+    if len(va) == 0 or min(np.bincount(y, minlength=2)) < cfg.validation_min_class or len(np.unique(y[tr])) < 2:
+        tr, va = np.arange(len(y)), np.zeros(0, int)  # too few to hold out: every patient trains, all epochs run
     n_pos, n_neg = int(y[tr].sum()), int(len(tr) - y[tr].sum())
     pos_weight = torch.tensor(n_neg / max(1, n_pos) if cfg.class_weighting else 1.0, device=dev)
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -358,25 +382,34 @@ def train_network(base: np.ndarray, treat: np.ndarray, y, *, net_config: DLRNetC
 # Grad-CAM on the response logit
 # ---------------------------------------------------------------------------------------------
 
-def response_gradcam(net, base: np.ndarray, treat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def response_gradcam(net, base: np.ndarray, treat: np.ndarray, *,
+                     layer: str = GRADCAM_LAYER) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grad-CAM of the response logit for each input timepoint: (maps_base, maps_treat, logits).
 
-    For one timepoint's map the other input is held fixed, so each map answers "where in this
-    image does the response score come from".
+    The target is the encoder's map after ``layer`` (one of ``ENCODER_LAYERS``); the logit's
+    gradient flows back to it through the later stages and the pooling.  For one timepoint's map
+    the other input is held fixed, so each map answers "where in this image does the response
+    score come from".  Maps are ReLU'd, upsampled (bilinear) to the crop's pixels, scaled to [0, 1].
     """
     import torch
 
     from .gradcam import grad_cam
 
+    if layer not in ENCODER_LAYERS:
+        raise InputError(f"Grad-CAM layer must be one of {', '.join(ENCODER_LAYERS)}, got {layer!r}")
     net = net.eval()
     dev = next(net.parameters()).device
     b = torch.as_tensor(np.asarray(base, np.float32), device=dev)
     t = torch.as_tensor(np.asarray(treat, np.float32), device=dev)
     with torch.no_grad():
-        mb, mt = net.feature_map(b), net.feature_map(t)
-        logits = net.fused_logit(mb, mt).cpu().numpy()
-    maps_b = grad_cam(net.feature_map, lambda a: net.fused_logit(a, mt), b)
-    maps_t = grad_cam(net.feature_map, lambda a: net.fused_logit(mb, a), t)
+        fb, ft = net.pooled(net.activation(b)), net.pooled(net.activation(t))
+        logits = net.fused_logit(fb, ft).cpu().numpy()
+
+    def target(x):
+        return net.activation(x, layer)
+
+    maps_b = grad_cam(target, lambda a: net.fused_logit(net.pooled(a, layer), ft), b)
+    maps_t = grad_cam(target, lambda a: net.fused_logit(fb, net.pooled(a, layer)), t)
     return maps_b, maps_t, logits
 
 
@@ -407,14 +440,22 @@ class DLRModel:
                 "weights_sha256": self.nac["weights_sha256"], "step": self.nac["input"]["step"],
                 "architecture": self.nac["network"]["architecture"]}
 
+    @property
+    def gradcam_layer(self) -> str:
+        """The encoder layer its Grad-CAM maps are taken on (bundles before it was recorded: layer4)."""
+        return str(self.nac.get("gradcam", {}).get("layer", "layer4"))
+
     def probabilities(self, base: np.ndarray, treat: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-predict_logits(self.network, base, treat).astype(np.float64)))
 
 
 def save_dlr_bundle(out_dir: str | Path, net, *, name: str, input_spec: dict[str, Any],
-                    operating_points: dict[str, Any], training: dict[str, Any], provenance: dict[str, Any]) -> Path:
+                    operating_points: dict[str, Any], training: dict[str, Any], provenance: dict[str, Any],
+                    gradcam_layer: str = GRADCAM_LAYER) -> Path:
     """Write the bundle: configs/metadata.json (config, operating points, training summary,
-    provenance, weights SHA-256) and models/model.pt."""
+    provenance, the Grad-CAM layer, weights SHA-256) and models/model.pt."""
+    if gradcam_layer not in ENCODER_LAYERS:
+        raise InputError(f"Grad-CAM layer must be one of {', '.join(ENCODER_LAYERS)}, got {gradcam_layer!r}")
     from ..provenance import package_versions
     from ..segmentation.bundle import write_weights_bundle
 
@@ -426,6 +467,8 @@ def save_dlr_bundle(out_dir: str | Path, net, *, name: str, input_spec: dict[str
                            f"{input_spec['step']} crops -> response logit",
             "nacresponse": {"format_version": FORMAT_VERSION, "kind": "dlr", "network": net.config.to_dict(),
                             "input": input_spec, "operating_points": operating_points, "training": training,
+                            "gradcam": {"layer": gradcam_layer, "target": "response logit",
+                                        "maps": "ReLU, bilinear to the crop's pixels, peak 1"},
                             "provenance": provenance}}
     return write_weights_bundle(out_dir, net.state_dict(), meta)
 

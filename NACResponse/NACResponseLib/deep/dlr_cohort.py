@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import InputError, MissingTimepointError
 from ..provenance import collect, sha256_json
 from .cases import DEFAULT_CHANNELS, Case, describe_failure, input_paths, read_case_images, read_case_mask
-from .dlr import DLRNetConfig, TrainConfig
+from .dlr import ENCODER_LAYERS, GRADCAM_LAYER, DLRNetConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,8 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
                     net_config: DLRNetConfig | None = None, train_config: TrainConfig | None = None,
                     init_weights: str | Path | None = None, init_sha256: str | None = None,
                     youden_weight: float | None = None, n_splits: int = 5, target: str = TARGET,
-                    device: str | None = None, progress=None, cancel=None) -> dict[str, Any]:
+                    gradcam_layer: str = GRADCAM_LAYER, device: str | None = None, progress=None,
+                    cancel=None) -> dict[str, Any]:
     """Train DLR-<k> (k = the step's course) and save its bundle; the operating point is the weighted
     Youden threshold on the cross-validated (out-of-fold) scores, never on the in-sample fit.
 
@@ -230,6 +231,8 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
     from .dlr import array_sha256, save_dlr_bundle, train_network
 
     settings = settings or DLRInputSettings()
+    if gradcam_layer not in ENCODER_LAYERS:
+        raise InputError(f"Grad-CAM layer must be one of {', '.join(ENCODER_LAYERS)}, got {gradcam_layer!r}")
     net_config = net_config or DLRNetConfig()
     train_config = train_config or TrainConfig(modality=settings.modality)
     w = STEP_WEIGHTS.get(step, 0.5) if youden_weight is None else float(youden_weight)
@@ -243,7 +246,8 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
     base, treat, y = pairs.base[keep], pairs.treat[keep], y_all[keep].astype(int)
     params = {"step": step, "target": target, "settings": settings.to_dict(), "network": net_config.to_dict(),
               "train": train_config.to_dict(), "n_splits": n_splits, "youden_weight": w,
-              "init_sha256": init_sha256, "init_weights": str(init_weights) if init_weights else None}
+              "init_sha256": init_sha256, "init_weights": str(init_weights) if init_weights else None,
+              "gradcam_layer": gradcam_layer}
     data_sha = sha256_json({"ids": ids, "y": y.tolist(), "base": array_sha256(base), "treat": array_sha256(treat)})
     params_sha = sha256_json(params)
     out = Path(out_dir)
@@ -278,7 +282,7 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
         provenance["warning"] = "random initialisation: no ImageNet weights were given"
     input_spec = {**settings.to_dict(), "reader": pairs.reader, "step": step, "target": target}
     path = save_dlr_bundle(out, net, name=name, input_spec=input_spec, operating_points=ops, training=summary,
-                           provenance=provenance)
+                           provenance=provenance, gradcam_layer=gradcam_layer)
     shutil.rmtree(work, ignore_errors=True)  # the checkpoints only served resumption; the bundle is final
     _merge_table(store, OOF_TABLE, [{"patient_id": pid, "model": name, "step": step, "outcome": int(yy),
                                      "probability_oof": float(p)} for pid, yy, p in zip(ids, y, oof)],
@@ -447,7 +451,7 @@ def predict_dlr_study(store, bundle: str | Path, patients: list[str] | None = No
     probs = model.probabilities(pairs.base, pairs.treat)
     maps_b = maps_t = None
     if gradcam:
-        maps_b, maps_t, _ = response_gradcam(model.network, pairs.base, pairs.treat)
+        maps_b, maps_t, _ = response_gradcam(model.network, pairs.base, pairs.treat, layer=model.gradcam_layer)
     rows = []
     for i, pid in enumerate(pairs.patient_ids):
         classes = {k: {"threshold": op["threshold"], "weight": op["weight"],
@@ -465,7 +469,8 @@ def predict_dlr_study(store, bundle: str | Path, patients: list[str] | None = No
                      **{f"class_{k}": v["label"] for k, v in classes.items()},
                      **{f"threshold_{k}": v["threshold"] for k, v in classes.items()},
                      **{f"gradcam_{tp}": p for tp, p in record["gradcam"].items()}})
-    provenance = collect(step="model dlr predict", parameters={"bundle": str(model.root), "gradcam": gradcam},
+    provenance = collect(step="model dlr predict", parameters={"bundle": str(model.root), "gradcam": gradcam,
+                                                                "gradcam_layer": model.gradcam_layer},
                          base=store.root, inputs=_inputs_files(store, pairs, settings.channels),
                          extra={"model": model.identity})
     _merge_table(store, PREDICTIONS_TABLE, rows, ["model", "patient_id"], provenance)
