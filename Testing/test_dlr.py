@@ -292,3 +292,28 @@ def test_interrupted_training_resumes_to_the_same_network(tmp_path):
     assert [h["epoch"] for h in summary["history"]] == [0, 1, 2, 3]
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+def test_augmentation_keeps_the_hypoechoic_tumour_dark():
+    """Speckle-like (Rician) noise is the magnitude of a complex signal: applied to the
+    ImageNet-normalised crop it would turn the dark tumour's negative values positive.  On the
+    crop's [0, 1] scale the tumour stays darker than its surroundings in every augmented copy."""
+    from NACResponseLib.deep.dlr import _augment, _augmenter
+    from NACResponseLib.deep.slices import IMAGENET_MEAN, IMAGENET_STD, imagenet_normalise
+
+    unit = np.full((3, SIZE, SIZE), 0.8, np.float32)
+    disc = _disc((32, 32), 10) > 0
+    unit[:, disc] = 0.1
+    batch = torch.as_tensor(np.stack([imagenet_normalise(unit)] * 16))
+    out = _augment(_augmenter(TrainConfig(modality="US")), batch, seed=0).numpy()
+    back = out * IMAGENET_STD[None, :, None, None] + IMAGENET_MEAN[None, :, None, None]
+    core = _disc((32, 32), 6) > 0  # inside the tumour whatever the flip and rotation
+    ring = (_disc((32, 32), 20) > 0) & ~(_disc((32, 32), 14) > 0)
+    assert (back[:, 0][:, core].mean(axis=1) < 0.3).all() and (back[:, 0][:, ring].mean(axis=1) > 0.6).all()
+
+
+def test_few_cases_of_a_class_train_without_a_validation_split():
+    base, treat, _, _ = _pairs(12, 6)
+    y = np.array([1, 1, 1, 1] + [0] * 8)  # 4 responders < validation_min_class
+    _, summary = train_network(base, treat, y, net_config=TINY, train_config=TrainConfig(epochs=1, batch_size=4))
+    assert summary["n_validation"] == 0 and summary["n_train"] == 12
