@@ -7,11 +7,16 @@ logit (positive = responder, e.g. Miller-Payne G4-5).  The difference term hands
 change directly; concatenation keeps the baseline level too.
 
 Training (``train_network``): MONAI augmentation (flip, small rotation, intensity scale/shift,
-Rician noise = speckle-like for ultrasound, Gaussian for MRI), AdamW with weight decay, the
-positive class weighted by n_neg / n_pos, early stopping on a stratified validation split
+Rician noise = speckle-like for ultrasound, Gaussian for MRI; the intensity steps on the crop's
+[0, 1] scale), AdamW with weight decay, the positive class weighted by n_neg / n_pos, early
+stopping on a stratified validation split when each class has ``validation_min_class`` patients
 (the best epoch's weights are kept), every random draw seeded per epoch so a run resumed from
 its checkpoint (``checkpoint.pt``: weights, optimiser, epoch, best state) continues exactly.
 CPU by default in tests; CUDA when present.
+
+Grad-CAM (``response_gradcam``) explains the response logit on the map after one encoder stage
+(``GRADCAM_LAYER``, recorded in the bundle): layer2, because the last stage's map is coarser than
+a small crop's tumour (README, "Grad-CAM", has the measurements).
 
 A bundle (``save_dlr_bundle`` / ``load_dlr_bundle``) follows the segmentation bundle's rules
 (segmentation/bundle.py): plain state dict, SHA-256 checked before loading, no pickle.
