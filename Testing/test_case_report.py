@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from NACResponseLib.cli import main
+from NACResponseLib.provenance import read_json
 
 
 class _Tables(HTMLParser):
@@ -170,7 +171,7 @@ def test_case_report_sections_match_the_tables(study, tmp_path, capsys):
     capsys.readouterr()
     assert main(["model", "predict", str(study.root / "models" / "pcr_clinical_logistic"), "--study",
                  str(study.root), "--patients", pid, "--json"]) == 0
-    expected = json.loads(capsys.readouterr().out)[0]
+    expected = read_json(capsys.readouterr().out)[0]  # strict JSON: +inf thresholds are "Infinity"
     models = {r[0]: r for r in page.tables["models"][1:]}
     assert float(models["pcr_clinical_logistic"][4]) == pytest.approx(expected["probability"], abs=5e-4)
     classes = {r[0]: r for r in page.tables["classes-pcr_clinical_logistic"][1:]}

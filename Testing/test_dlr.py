@@ -317,3 +317,14 @@ def test_few_cases_of_a_class_train_without_a_validation_split():
     y = np.array([1, 1, 1, 1] + [0] * 8)  # 4 responders < validation_min_class
     _, summary = train_network(base, treat, y, net_config=TINY, train_config=TrainConfig(epochs=1, batch_size=4))
     assert summary["n_validation"] == 0 and summary["n_train"] == 12
+
+
+def test_validation_fraction_zero_holds_back_nobody():
+    """``validation_fraction=0`` used to keep one patient of each class (of 3 or more) for validation."""
+    from NACResponseLib.deep.dlr import validation_split
+
+    y = np.array([1] * 6 + [0] * 10)
+    train, val = validation_split(y, 0.0, seed=0)
+    assert len(val) == 0 and train.tolist() == list(range(16))
+    train, val = validation_split(y, 0.2, seed=0)
+    assert sorted(np.bincount(y[val]).tolist()) == [1, 2] and len(train) + len(val) == 16

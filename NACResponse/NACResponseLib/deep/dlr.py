@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..provenance import read_json, strict_json
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,11 @@ def _augment(transform, batch, seed: int):
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (train, validation) indices; at least one of each class in validation when possible."""
+    """Stratified (train, validation) indices; at least one of each class in validation when possible.
+    ``fraction <= 0`` asks for no validation split: every patient trains."""
     y = np.asarray(y).astype(int)
+    if fraction <= 0:
+        return np.arange(len(y)), np.zeros(0, dtype=int)
     rng = np.random.default_rng(seed)
     val = []
     for cls in (0, 1):
@@ -316,7 +320,7 @@ def train_network(base: np.ndarray, treat: np.ndarray, y, *, net_config: DLRNetC
             optimiser.load_state_dict(saved["optimiser"])
             start, stale = int(saved["epoch"]) + 1, int(saved["stale"])
             best = {"epoch": int(saved["best_epoch"]), "loss": float(saved["best_loss"]), "state": saved["best_state"]}
-            history = json.loads(saved["history"])
+            history = read_json(saved["history"])
             log.info("resuming DLR training at epoch %d from %s", start, ckpt)
         else:
             log.warning("%s: checkpoint of another run (data or settings differ); starting afresh", ckpt)
@@ -369,7 +373,7 @@ def train_network(base: np.ndarray, treat: np.ndarray, y, *, net_config: DLRNetC
                 torch.save({"identity": identity, "model": net.state_dict(), "optimiser": optimiser.state_dict(),
                             "epoch": epoch, "stale": stale, "best_epoch": best["epoch"],
                             "best_loss": best["loss"], "best_state": best["state"] or {},
-                            "history": json.dumps(history)}, tmp)
+                            "history": strict_json(history)}, tmp)
         if progress is not None:
             progress(epoch + 1, cfg.epochs, f"epoch {epoch + 1}: loss {record['train_loss']:.3f}"
                      + (f", val {record['val_loss']:.3f}" if "val_loss" in record else ""))
@@ -487,7 +491,7 @@ def load_dlr_bundle(path: str | Path, device: str | None = None) -> DLRModel:
     if not meta_path.is_file():
         raise InputError(f"{root}: not a DLR model bundle ({METADATA} is missing)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path.read_text(encoding="utf-8"))
         nac = meta["nacresponse"]
         if nac.get("kind") != "dlr":
             raise KeyError("kind is not 'dlr'")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingTimepointError
-from ..provenance import collect, sha256_json
+from ..provenance import collect, read_json, sha256_json
 from .cases import DEFAULT_CHANNELS, Case, describe_failure, input_paths, read_case_images, read_case_mask
 from .dlr import ENCODER_LAYERS, GRADCAM_LAYER, DLRNetConfig, TrainConfig
 
@@ -252,9 +252,7 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
     params_sha = sha256_json(params)
     out = Path(out_dir)
     if (out / METADATA).is_file():
-        import json
-
-        nac = json.loads((out / METADATA).read_text())["nacresponse"]
+        nac = read_json((out / METADATA).read_text(encoding="utf-8"))["nacresponse"]
         prov = nac.get("provenance", {})
         if prov.get("parameters_sha256") == params_sha and nac.get("training", {}).get("data_sha256") == data_sha:
             return {"path": str(out), "reused": True, "operating_points": nac["operating_points"],

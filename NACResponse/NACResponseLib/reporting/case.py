@@ -14,13 +14,12 @@ Sections (keys of :func:`gather_case`): ``patient``, ``images``, ``measurements`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, NACError
-from ..provenance import now_iso, package_versions, sha256_file
+from ..provenance import now_iso, package_versions, read_json, sha256_file
 from ..study.model import METHOD_PRIORITY, TIMEPOINTS, timepoint_order
 
 MEASUREMENTS_TABLE = "tumour_measurements"  # segmentation.cohort.MEASUREMENTS_TABLE
@@ -195,7 +194,7 @@ def _saved_model(src: _Sources, folder: Path, patient_id: str) -> dict[str, Any]
 def _dlr_model(src: _Sources, folder: Path, patient_id: str, predictions) -> dict[str, Any]:
     meta_path = folder / DLR_METADATA
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path.read_text(encoding="utf-8"))
         nac = meta["nacresponse"]
         name, step = meta["name"], nac["input"]["step"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
