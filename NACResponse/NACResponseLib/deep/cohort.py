@@ -54,7 +54,7 @@ from .tables import (
 )
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: crops are low-pass filtered before downsampling (slices.CropWindow.sample)
 
 
 @dataclass(frozen=True)
