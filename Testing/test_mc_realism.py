@@ -14,7 +14,13 @@ from NACResponseLib.errors import InputError
 from NACResponseLib.mc.breast import segment_breast
 from NACResponseLib.mc.detect import DetectorParams, detect_microcalcifications
 from NACResponseLib.mc.evaluation import match_image
-from NACResponseLib.mc.phantom import _add_scanner_line, _add_sphere, noise_sigma, synthesize_mammogram
+from NACResponseLib.mc.phantom import (
+    _add_scanner_line,
+    _add_sphere,
+    edge_thickness,
+    noise_sigma,
+    synthesize_mammogram,
+)
 
 
 @pytest.mark.parametrize("laterality", ["L", "R"])
@@ -44,6 +50,20 @@ def test_faint_periphery_stays_in_the_breast():
         areas[level] = segment_breast(im, 0.1, view="CC").area_mm2
     assert areas[0.2] == pytest.approx(areas[0.55], rel=0.03)
     assert areas[0.1] == pytest.approx(areas[0.55], rel=0.03)
+
+
+def test_skin_falloff_is_the_semicircular_edge_and_smooth():
+    """The edge model: a half-cylinder rim of radius R, so the path at depth d is sqrt(d (2R - d)) / R
+    of the full thickness (0 at the skin, 1 from R on), and its slope is continuous at R (no kink
+    for the band-pass to turn into a line of candidates R inside the skin)."""
+    R = 6.0
+    d = np.array([0.0, 0.5, 1.5, 3.0, 4.5, 6.0, 9.0])
+    np.testing.assert_allclose(edge_thickness(d, R), np.sqrt(np.minimum(d, R) * (2 * R - np.minimum(d, R))) / R,
+                               atol=1e-6)
+    h = 1e-2
+    slope_in = (edge_thickness(R, R) - edge_thickness(R - h, R)) / h
+    slope_out = (edge_thickness(R + h, R) - edge_thickness(R, R)) / h
+    assert abs(slope_in - slope_out) < 0.03  # a linear ramp clipped at R would step by 1/R = 0.17
 
 
 def test_broken_scanner_line_is_rejected_and_mcs_kept():

@@ -154,7 +154,7 @@ def main() -> None:
                     n_normal += 1
                     false_normal += h["false"]
             normal = f"{false_normal / n_normal:.2f}" if n_normal else "-"
-            print(f"| {name} | {len(items)} | {sensitivity_at(curve, 1.0):.2f} | {sensitivity_at(curve, 2.0):.2f} | "
+            print(f"| {name} | {len(items)} | {sensitivity_at(curve, 1.0):.3f} | {sensitivity_at(curve, 2.0):.3f} | "
                   f"{walls} | {rule} | {found}/{n_true} | {false / len(items):.2f} | {normal} |")
 
 

@@ -17,6 +17,9 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
    G_k - G_{k+1} bands).
 3. Noise of each DoG_k: 1.4826 x median |DoG_k| over breast pixels in ``noise_block_mm`` blocks
    (robust to the MCs themselves), smoothed across blocks; Z_k = DoG_k / noise_k; Z = max_k Z_k.
+   The outer ``noise_skin_mm`` of the breast (Euclidean depth) is left out of the tiles: the skin
+   line's step edge is structure, not noise, and would raise the estimate of every tile it crosses
+   (hiding MCs a few mm from the skin).
 4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.  One
    seed per blob: seeds of one object closer than ``max_diameter_mm`` whose contrast does not dip
    below ``merge_saddle`` x the weaker one's between them are merged into the strongest (noise
@@ -86,6 +89,7 @@ class DetectorParams:
     nms_radius_mm: float = 0.25
     noise_block_mm: float = 5.0
     skin_margin_mm: float = 1.5  # the breast mask reaches the skin line, whose edge the band-pass sees
+    noise_skin_mm: float = 0.55  # the noise tiles leave out this outer band of the breast (its skin edge)
     min_diameter_mm: float = 0.1
     spike_neighbour_sd: float = 1.0  # single-pixel spike rule (:func:`_single_pixel`); 0 = off
     coarse_pixel_mm: float = 0.15  # from this pixel size: no spike rule, coarse-blob merge instead
@@ -381,6 +385,10 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     seed_zone[:, :edge if c0 == 0 else 0] = False
     seed_zone[:, seed_zone.shape[1] - (edge if c1 == shape[1] else 0):] = False
     block = max(int(round(p.noise_block_mm / s)), 8)
+    noise_zone = inside
+    if p.noise_skin_mm > 0:
+        # Euclidean depth (the image edge, a cut chest wall, is not a skin line: no band there).
+        noise_zone = ndi.distance_transform_edt(inside) * s > p.noise_skin_mm
 
     # Multi-scale DoG, noise-normalised, keeping the running maximum over scales.
     g_bg = ndi.gaussian_filter(sub, p.background_mm / s, truncate=3.0)
@@ -394,7 +402,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
         dog -= g_bg
         if contrast is None:
             contrast = dog.copy()  # G(sigma_0) - G(background): local contrast in image units
-        noise = _tile_to_pixels(_block_robust_std(dog, inside, block), block, dog.shape)
+        noise = _tile_to_pixels(_block_robust_std(dog, noise_zone, block), block, dog.shape)
         dog /= noise
         if k == min(1, len(p.sigmas_mm) - 1):
             zline = dog.copy()  # a fine scale, noise-normalised: what the line rule samples

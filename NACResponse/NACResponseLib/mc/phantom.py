@@ -12,7 +12,10 @@ Image model (for-presentation-like, dense tissue bright, 12-bit range 0..4095):
   with text-like stripes) in a background corner;
 - the breast is a half-ellipse against the chest wall (column 0 for ``laterality="L"``, the last
   column for ``"R"``), fat ~1700 with fibroglandular texture (power-law 1/f^3 noise in cycles/mm)
-  up to ~2300 (realistic ~30 % contrast) and a skin-edge fall-off over ~6 mm;
+  up to ~2300 (realistic ~30 % contrast) and a skin-edge fall-off over ~6 mm, shaped by the
+  semicircular edge model (:func:`edge_thickness`: smooth, no slope step where it meets the
+  plateau; the linear ramp used before had one 6 mm inside the skin, and the detector's band-pass
+  saw it as a line of false candidates there);
 - MLO views add a bright pectoral-muscle triangle in the top chest-wall corner;
 - optional vessels (curvilinear bright bands ~1 mm wide) and benign coarse calcifications
   (2-4 mm discs, not part of the truth list) to exercise the detector's exclusion rules;
@@ -146,7 +149,7 @@ def synthesize_mammogram(
     envelope = np.exp(-(((xc - 0.35 * ax) / (0.45 * ax)) ** 2) - ((y - cy) / (0.7 * ay)) ** 2)
     dense = 1.0 / (1.0 + np.exp(-(2.2 * texture + 2.5 * envelope - 1.6 + 3.0 * float(density))))
     tissue = FAT_LEVEL + (DENSE_LEVEL - FAT_LEVEL) * dense
-    falloff = skin_level + (1.0 - skin_level) * np.clip(depth_mm / 6.0, 0.0, 1.0)
+    falloff = skin_level + (1.0 - skin_level) * edge_thickness(depth_mm)
     image = np.where(inside, tissue * falloff, 0.0).astype(np.float32)
     if view == "MLO":
         wpec = np.clip(pec_depth / 0.5 + 0.5, 0.0, 1.0)
@@ -189,6 +192,23 @@ def synthesize_mammogram(
     image += sigma * grng.standard_normal((rows, cols), dtype=np.float32)
     np.clip(image, 0.0, MAX_VALUE, out=image)
     return image.astype(np.float32, copy=False), truth
+
+
+SKIN_FALLOFF_MM = 6.0
+
+
+def edge_thickness(depth_mm: np.ndarray | float, radius_mm: float = SKIN_FALLOFF_MM) -> np.ndarray | float:
+    """Relative thickness of the compressed breast ``depth_mm`` inside the skin line (0 at the skin, 1 inside).
+
+    The semicircular edge model: the uncompressed rim of a breast compressed to thickness T is a
+    half-cylinder, so at depth d < R the x-ray path is ``sqrt(1 - (1 - d/R)^2)`` of the full
+    thickness and the full thickness beyond (R = T/2 in the model; here the phantom's fall-off width).
+    The profile and its slope are continuous at d = R (C1), so the band-pass filter sees no ridge
+    there; a linear ramp clipped at R has a slope step that a DoG turns into a line of false
+    candidates R inside the skin.
+    """
+    u = np.clip(1.0 - np.asarray(depth_mm, dtype=np.float32) / np.float32(radius_mm), 0.0, 1.0)
+    return np.sqrt(1.0 - u * u)
 
 
 def _place_mcs(rng: np.random.Generator, clusters: list[dict], min_sep: float) -> list[dict]:
