@@ -15,6 +15,11 @@ class InputError(NACError):
     """A file is missing, unreadable, corrupt, or holds unusable values (NaN, empty mask)."""
 
 
+class ExistingResultError(InputError):
+    """The output folder already holds a finished result made from other inputs or parameters
+    (finished results are never overwritten)."""
+
+
 class ManifestError(NACError):
     """The study manifest or clinical table is malformed."""
 

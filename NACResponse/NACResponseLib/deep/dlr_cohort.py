@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingTimepointError
+from ..errors import ExistingResultError, InputError, MissingTimepointError
 from ..provenance import collect, read_json, sha256_json
 from .cases import DEFAULT_CHANNELS, Case, describe_failure, input_paths, read_case_images, read_case_mask
 from .dlr import ENCODER_LAYERS, GRADCAM_LAYER, DLRNetConfig, TrainConfig
@@ -257,7 +257,7 @@ def train_dlr_study(store, out_dir: str | Path, *, step: str, settings: DLRInput
         if prov.get("parameters_sha256") == params_sha and nac.get("training", {}).get("data_sha256") == data_sha:
             return {"path": str(out), "reused": True, "operating_points": nac["operating_points"],
                     "training": nac["training"], "failures": pairs.failures}
-        raise InputError(f"{out}: a DLR model made from other inputs or parameters is already here; choose a new "
+        raise ExistingResultError(f"{out}: a DLR model made from other inputs or parameters is already here; choose a new "
                          "folder (finished models are never overwritten)")
     name = (f"DLR-{step[1:]}" if step.startswith("c") else f"DLR-{step}") \
         + ("" if settings.modality == "US" else f"-{settings.modality}")  # the study's tables keep both

@@ -22,12 +22,33 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _train_replacing_stale(store, out, aside_dir, **kwargs) -> dict:
+    """Train a demo bundle; one that an older version of the demo left with other inputs or
+    parameters is moved out of the study to ``aside_dir/<name>-<time>`` (never overwritten or
+    deleted; outside ``models/``, so no report lists it), so ``make demo`` reruns over an old
+    ``demo_output/`` after an update."""
+    import logging
+    import time
+
+    from ...deep.dlr_cohort import train_dlr_study
+    from ...errors import ExistingResultError
+
+    try:
+        return train_dlr_study(store, out, **kwargs)
+    except ExistingResultError:
+        aside_dir.mkdir(parents=True, exist_ok=True)
+        aside = aside_dir / f"{out.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        out.rename(aside)
+        logging.getLogger(__name__).warning("%s was made by an older demo; moved to %s", out, aside.name)
+        return train_dlr_study(store, out, **kwargs)
+
+
 def run(ctx) -> dict:
     import math
     from dataclasses import replace
 
     from ...deep.dlr import DLRNetConfig, TrainConfig
-    from ...deep.dlr_cohort import DLRInputSettings, evaluate_dlr_study, predict_dlr_study, train_dlr_study
+    from ...deep.dlr_cohort import DLRInputSettings, evaluate_dlr_study, predict_dlr_study
     from ...deep.engine import configure_threads
 
     store = ctx.study
@@ -43,15 +64,16 @@ def run(ctx) -> dict:
     train = TrainConfig(epochs=12 if ctx.quick else 20, patience=5 if ctx.quick else 6, batch_size=4, seed=ctx.seed)
     folds = 3 if ctx.quick else 5
     bundles, summary = {}, {}
+    aside = ctx.out_dir / "superseded"  # bundles an older demo left behind
     for step in ("c2", "c4"):
-        res = train_dlr_study(store, store.root / "models" / f"demo_dlr_{step}", step=step, settings=settings,
+        res = _train_replacing_stale(store, store.root / "models" / f"demo_dlr_{step}", aside, step=step, settings=settings,
                               net_config=net, train_config=train, n_splits=folds)
         bundles[step] = res["path"]
         summary[step] = {"bundle": res["path"], "reused": res["reused"], "failures": len(res["failures"]),
                          "cv_auc": round(res["training"]["cv"]["auc"]["estimate"], 3)}
     ev = evaluate_dlr_study(store, bundles, n_boot=200 if ctx.quick else 2000, n_splits=folds, seed=ctx.seed)
     if not ctx.quick:  # the MRI 2.5D path: DLR-2 on DCE early, ADC and T2w (the cohort's MRI has no c4)
-        mr = train_dlr_study(store, store.root / "models" / "demo_dlr_c2_mr", step="c2",
+        mr = _train_replacing_stale(store, store.root / "models" / "demo_dlr_c2_mr", aside, step="c2",
                              settings=DLRInputSettings.for_modality("MR", size=48), net_config=net,
                              train_config=replace(train, modality="MR"), n_splits=folds)
         summary["c2_mr"] = {"bundle": mr["path"], "reused": mr["reused"], "failures": len(mr["failures"]),
