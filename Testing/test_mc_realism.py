@@ -52,6 +52,69 @@ def test_faint_periphery_stays_in_the_breast():
     assert areas[0.1] == pytest.approx(areas[0.55], rel=0.03)
 
 
+@pytest.mark.parametrize("spacing", [0.1, 0.2])
+@pytest.mark.parametrize("skin_level", [0.55, 0.2])
+def test_breast_mask_ends_at_the_skin_line(spacing, skin_level):
+    """A half-disc breast of radius R against the left edge, with the semicircular fall-off and a
+    step to the background at R: the mask's edge lies on the skin line.  Its mean outward offset
+    (area excess over the half-circumference) is within 0.2 mm, and at three rows its end is within
+    0.35 mm of the circle (measured: 0.07-0.18 mm and at most 0.32 mm; the working-resolution mask,
+    blurred by 0.5 mm and blocky at 0.4 mm, was 0.58-0.76 mm out, and its ends up to 1.6 mm)."""
+    R, s = 30.0, spacing
+    n = int(round(2.4 * R / s))
+    rng = np.random.default_rng(7)
+    y = (np.arange(n) + 0.5) * s - n * s / 2
+    x = (np.arange(int(round(1.3 * R / s))) + 0.5) * s
+    depth = R - np.hypot(y[:, None], x[None, :])
+    tissue = 1700.0 * (skin_level + (1 - skin_level) * edge_thickness(depth))
+    im = np.where(depth > 0, tissue, 0.0) + rng.normal(0, 5, depth.shape)
+    im = np.where(depth > 0, im + rng.normal(0, 25 * 0.1 / s, depth.shape), im).astype(np.float32)
+    br = segment_breast(im, s, view="CC")
+    assert br.chest_wall == "left"
+    assert abs((br.area_mm2 - np.pi * R**2 / 2) / (np.pi * R)) <= 0.2
+    for r in (n // 2, n // 4, n // 8):
+        end = (np.flatnonzero(br.mask[r])[-1] + 1) * s
+        assert abs(end - np.sqrt(R**2 - y[r] ** 2)) <= 0.35
+
+
+def test_noise_tiles_do_not_move_with_the_breast_mask():
+    """The noise tiles sit on a grid fixed to the image: shrinking the breast mask by 3 pixels at the
+    skin changes no score more than 20 mm inside (tiles anchored at the mask's bounding box moved
+    with it, and every score changed)."""
+    from dataclasses import replace
+
+    from scipy import ndimage as ndi
+
+    cl = [{"center_mm": (25, 38), "n": 10, "extent_mm": 10.0, "diameter_mm": (0.3, 0.4), "cnr": 6}]
+    im, _ = synthesize_mammogram(np.random.default_rng(11), spacing_mm=0.1, view="CC", clusters=cl)
+    br = segment_breast(im, 0.1, view="CC")
+    shrunk = replace(br, mask=ndi.binary_erosion(br.mask, iterations=3, border_value=1))
+    params = DetectorParams(threshold=3.0)
+    a = detect_microcalcifications(im, 0.1, view="CC", breast=br, params=params).detections
+    b = detect_microcalcifications(im, 0.1, view="CC", breast=shrunk, params=params).detections
+    depth = ndi.distance_transform_edt(br.mask) * 0.1
+    deep_a = a[depth[a["row"], a["col"]] > 20].set_index(["row", "col"])["score"]
+    deep_b = b.set_index(["row", "col"])["score"].reindex(deep_a.index)
+    assert len(deep_a) >= 5
+    np.testing.assert_allclose(deep_b.to_numpy(), deep_a.to_numpy(), rtol=1e-5)
+
+
+def test_skin_edge_is_no_object_on_a_breast_that_touches_no_edge():
+    """A padded breast (no image edge) with a bright periphery: the skin line's band-pass response
+    runs all around it.  Taken into the object mask it closed a ring, which the ``coarse_or_rim``
+    rule filled into one large object, rejecting nearly every candidate; ``object_skin_mm`` keeps it
+    out, and the cluster's MCs are kept."""
+    cl = [{"center_mm": (25, 45), "n": 10, "extent_mm": 8.0, "diameter_mm": (0.3, 0.45), "cnr": 8}]
+    im, truth = synthesize_mammogram(np.random.default_rng(21), spacing_mm=0.1, view="CC", clusters=cl,
+                                     pad_mm=8.0, skin_level=0.55)
+    det = detect_microcalcifications(im, 0.1, view="CC").detections
+    assert (det["reason"] == "coarse_or_rim").mean() < 0.2
+    kept = det[det["kept"]]
+    labels = match_image(kept[["x_mm", "y_mm"]].to_numpy(), kept["score"].to_numpy(),
+                         np.array([[m["x_mm"], m["y_mm"]] for m in truth]))
+    assert (labels == 1).sum() >= 8
+
+
 def test_skin_falloff_is_the_semicircular_edge_and_smooth():
     """The edge model: a half-cylinder rim of radius R, so the path at depth d is sqrt(d (2R - d)) / R
     of the full thickness (0 at the skin, 1 from R on), and its slope is continuous at R (no kink

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 from ..errors import InputError
+from ..mc.detect import DetectorParams
 from ..mc.longitudinal import MAX_MATCH_MM
 from . import comma_list, print_result
 
@@ -21,7 +22,8 @@ def register(subparsers) -> None:
                        "file and parameters is reused unless --force. Per-image failures are reported and the run goes on (exit 1).")
     d.add_argument("study", type=Path)
     d.add_argument("--spacing-mm", type=float, help="pixel size to use when the files lack one")
-    d.add_argument("--threshold", type=float, default=5.0, help="detection threshold in noise SDs (default 5)")
+    d.add_argument("--threshold", type=float, default=DetectorParams().threshold,
+                   help=f"detection threshold in noise SDs (default {DetectorParams().threshold:g})")
     d.add_argument("--timepoints", help="comma-separated timepoints (default: all)")
     d.add_argument("--classifier", type=Path, help="folder of a candidate classifier saved by 'mc train-classifier' "
                    "(its SHA-256 is recorded with the parameters)")

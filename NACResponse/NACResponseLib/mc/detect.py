@@ -16,17 +16,22 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
    DoG_k = G_k - B (a wide band-pass, closer to the matched filter of a small spot than narrow
    G_k - G_{k+1} bands).
 3. Noise of each DoG_k: 1.4826 x median |DoG_k| over breast pixels in ``noise_block_mm`` blocks
-   (robust to the MCs themselves), smoothed across blocks; Z_k = DoG_k / noise_k; Z = max_k Z_k.
-   The outer ``noise_skin_mm`` of the breast (Euclidean depth) is left out of the tiles: the skin
-   line's step edge is structure, not noise, and would raise the estimate of every tile it crosses
-   (hiding MCs a few mm from the skin).
+   (robust to the MCs themselves), smoothed across blocks and interpolated linearly between block
+   centres; Z_k = DoG_k / noise_k; Z = max_k Z_k.  The blocks sit on a grid fixed to the image
+   (not to the breast's bounding box), so a change of the breast mask does not move them.
+   The outer ``noise_skin_mm`` of the breast (Euclidean depth from the full-resolution skin line,
+   :func:`.breast.refine_boundary`) is left out of the tiles: the skin line's step edge is
+   structure, not noise, and would raise the estimate of every tile it crosses (hiding MCs a few
+   mm from the skin).
 4. Seeds: local maxima of Z within ``nms_radius_mm`` with Z > ``threshold``; ``score`` = Z.  One
    seed per blob: seeds of one object closer than ``max_diameter_mm`` whose contrast does not dip
    below ``merge_saddle`` x the weaker one's between them are merged into the strongest (noise
    splits one coarse-pixel blob among several maxima, and each would get a share of its area);
    at pixels >= ``coarse_pixel_mm`` also seeds up to ``coarse_merge_mm`` apart on one coarse blob
    (:func:`_merge_coarse_blobs`).
-5. Per seed, its object = connected component of Z > ``seg_threshold``.  Local contrast
+5. Per seed, its object = connected component of Z > ``seg_threshold`` deeper than
+   ``object_skin_mm`` (the skin edge's own response is no object: around a breast that touches no
+   image edge it would close a ring, which the ``coarse_or_rim`` rule fills into one large object).  Local contrast
    C = G_0 - B (image units); size = area where C >= half the object's peak C (FWHM area,
    divided among the blobs sharing the object), equivalent diameter; shape = second moments of that
    area (length = 4 sqrt(major eigenvalue), elongation = sqrt(major/minor)).
@@ -70,7 +75,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
-from .breast import BreastRegion, segment_breast
+from .breast import BreastRegion, fill_holes, segment_breast
 
 DETECTION_COLUMNS = [
     "x_mm", "y_mm", "row", "col", "score", "scale_mm", "diameter_mm", "area_mm2", "contrast",
@@ -84,12 +89,13 @@ class DetectorParams:
 
     sigmas_mm: tuple[float, ...] = (0.05, 0.09, 0.16, 0.28)
     background_mm: float = 0.4
-    threshold: float = 5.0
+    threshold: float = 4.75  # README, MC validation: the operating point on the phantoms
     seg_threshold: float = 2.5
     nms_radius_mm: float = 0.25
     noise_block_mm: float = 5.0
     skin_margin_mm: float = 1.5  # the breast mask reaches the skin line, whose edge the band-pass sees
-    noise_skin_mm: float = 0.55  # the noise tiles leave out this outer band of the breast (its skin edge)
+    noise_skin_mm: float = 0.7  # the noise tiles leave out this outer band of the breast (its skin edge)
+    object_skin_mm: float = 1.0  # no object mask in this outer band (the skin edge's response is no object)
     min_diameter_mm: float = 0.1
     spike_neighbour_sd: float = 1.0  # single-pixel spike rule (:func:`_single_pixel`); 0 = off
     coarse_pixel_mm: float = 0.15  # from this pixel size: no spike rule, coarse-blob merge instead
@@ -167,24 +173,46 @@ def check_mammogram_array(image: np.ndarray, spacing_mm, name: str = "image") ->
     return arr, s
 
 
-def _block_robust_std(values: np.ndarray, valid: np.ndarray, block: int, *, strided: bool = False) -> np.ndarray:
-    """1.4826 x median |values| per ``block x block`` tile over ``valid`` pixels, from about 16 x 16
-    samples per tile; tiles with too few valid samples take their nearest valid neighbour's value.
-    ``strided=True``: ``values`` and ``valid`` are already sampled every ``block // 16`` pixels."""
-    stride = max(1, block // 16)
-    v = values if strided else values[::stride, ::stride]
-    m = valid[::stride, ::stride] if valid.shape != v.shape else valid
-    b = max(int(np.ceil(block / stride)), 2)
-    rows, cols = v.shape
-    pr, pc = (-rows) % b, (-cols) % b
-    a = np.where(m, np.abs(v), np.inf).astype(np.float32)
+def _tile_medians(a: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median and count of the finite values of ``a`` per ``b x b`` tile (the last tiles padded)."""
+    pr, pc = (-a.shape[0]) % b, (-a.shape[1]) % b
     if pr or pc:
         a = np.pad(a, ((0, pr), (0, pc)), constant_values=np.inf)
     nr, nc = a.shape[0] // b, a.shape[1] // b
     tiles = np.sort(a.reshape(nr, b, nc, b).transpose(0, 2, 1, 3).reshape(nr, nc, b * b), axis=2)
     count = np.isfinite(tiles).sum(axis=2)
     k = np.maximum((count - 1) // 2, 0)
-    med = np.take_along_axis(tiles, k[..., None], axis=2)[..., 0] * 1.4826
+    return np.take_along_axis(tiles, k[..., None], axis=2)[..., 0], count
+
+
+def _block_robust_std(values: np.ndarray, valid: np.ndarray, block: int, *, strided: bool = False,
+                      overlap: bool = False) -> np.ndarray:
+    """1.4826 x median |values| per ``block x block`` tile over ``valid`` pixels, from about 16 x 16
+    samples per tile; tiles with too few valid samples take their nearest valid neighbour's value;
+    the grid is then smoothed (Gaussian, 0.7 tile).  ``strided=True``: ``values`` and ``valid`` are
+    already sampled every ``block // 16`` pixels (``block`` a multiple of that stride).
+
+    ``overlap=True``: tiles every half tile (four grids, shifted by half a tile, interleaved; cell
+    ``j`` centred ``j x block / 2`` pixels from the origin): each pixel's estimate then rests on four
+    overlapping tiles rather than on whichever tile it falls in."""
+    stride = max(1, block // 16)
+    v = values if strided else values[::stride, ::stride]
+    m = valid[::stride, ::stride] if valid.shape != v.shape else valid
+    b = max(block // stride, 2)
+    a = np.where(m, np.abs(v), np.inf).astype(np.float32)
+    if overlap:
+        h = b // 2
+        parts = {(dr, dc): _tile_medians(np.pad(a, ((dr, 0), (dc, 0)), constant_values=np.inf), b)
+                 for dr in (h, 0) for dc in (h, 0)}
+        nr = parts[(h, 0)][0].shape[0] + parts[(0, 0)][0].shape[0]
+        nc = parts[(0, h)][0].shape[1] + parts[(0, 0)][0].shape[1]
+        med, count = np.empty((nr, nc), dtype=np.float32), np.empty((nr, nc), dtype=np.int64)
+        for (dr, dc), (pm, pn) in parts.items():
+            sl = (slice(0 if dr else 1, None, 2), slice(0 if dc else 1, None, 2))
+            med[sl], count[sl] = pm, pn
+    else:
+        med, count = _tile_medians(a, b)
+    med = med * 1.4826
     ok = (count >= 0.25 * b * b) & np.isfinite(med) & (med > 0)
     if not ok.any():
         ok = (count > 0) & np.isfinite(med) & (med > 0)
@@ -192,13 +220,29 @@ def _block_robust_std(values: np.ndarray, valid: np.ndarray, block: int, *, stri
             return np.ones(med.shape, dtype=np.float32)
     idx = ndi.distance_transform_edt(~ok, return_distances=False, return_indices=True)
     med = med[idx[0], idx[1]]
-    return ndi.gaussian_filter(med, 0.7, mode="nearest").astype(np.float32)
+    return ndi.gaussian_filter(med, 1.4 if overlap else 0.7, mode="nearest").astype(np.float32)
 
 
-def _tile_to_pixels(grid: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
-    ri = np.minimum(np.arange(shape[0]) // block, grid.shape[0] - 1)
-    ci = np.minimum(np.arange(shape[1]) // block, grid.shape[1] - 1)
-    return grid[ri][:, ci]
+def _tile_to_pixels(grid: np.ndarray, block: int, shape: tuple[int, int], *, overlap: bool = False) -> np.ndarray:
+    """Per-pixel values of a tile grid, linearly interpolated between tile centres (a continuous
+    noise map: an MC near a tile border is not judged by whichever tile it happens to fall in)."""
+    spacing, origin = (block / 2, 0.0) if overlap else (block, block / 2)
+    rows = _linear_weights(shape[0], grid.shape[0], spacing, origin)
+    cols = _linear_weights(shape[1], grid.shape[1], spacing, origin)
+    return (rows @ grid.astype(np.float32) @ cols.T).astype(np.float32, copy=False)
+
+
+def _linear_weights(n: int, n_cells: int, spacing: float, origin: float) -> np.ndarray:
+    """(n, n_cells) weights of linear interpolation between cell centres ``origin + j spacing``
+    (pixel units; pixel i centred at i + 0.5), constant beyond the outer ones."""
+    u = np.clip((np.arange(n) + 0.5 - origin) / spacing, 0.0, n_cells - 1.0)
+    lo = np.minimum(np.floor(u).astype(int), max(n_cells - 2, 0))
+    w = np.zeros((n, n_cells), dtype=np.float32)
+    frac = (u - lo) if n_cells > 1 else np.zeros(n)
+    w[np.arange(n), lo] = 1.0 - frac
+    if n_cells > 1:
+        w[np.arange(n), lo + 1] += frac
+    return w
 
 
 def pixel_noise_grid(image: np.ndarray, valid: np.ndarray, block: int) -> np.ndarray:
@@ -216,24 +260,13 @@ def _large_objects(obj_mask: np.ndarray, s: float, p: DetectorParams) -> np.ndar
     ``large_min_diameter_mm`` thick (a square opening: separable min then max filter), dilated by
     ``large_margin_mm``.  Thin structures (vessels, MCs below that size) do not survive the opening,
     and a coarse calcification touching a vessel is still found."""
-    filled = _fill_holes(obj_mask)
+    filled = fill_holes(obj_mask)
     # A square of side 0.75 d fits in a disc of diameter ~1.06 d (and in bands >= 0.75-1.06 d wide).
     k = max(3, int(round(0.75 * p.large_min_diameter_mm / s)) | 1)
     thick = ndi.maximum_filter(ndi.minimum_filter(filled, size=k), size=k)
     if not thick.any():
         return thick
     return ndi.maximum_filter(thick, size=2 * max(1, int(round(p.large_margin_mm / s))) + 1)
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill holes: background components that do not touch the array border (one labelling pass;
-    faster than iterative ``binary_fill_holes`` on large images)."""
-    bg, n = ndi.label(~mask)
-    border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
-    hole = np.ones(n + 1, dtype=bool)
-    hole[border] = False
-    hole[0] = False
-    return mask | hole[bg]
 
 
 def _moments_shape(rr: np.ndarray, cc: np.ndarray, labels: np.ndarray, n: int, s: float):
@@ -370,8 +403,12 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     rs, cs = breast.bbox()
     if rs.stop <= rs.start:
         raise InputError(f"{name}: empty breast region")
-    r0, r1 = max(rs.start - pad, 0), min(rs.stop + pad, shape[0])
-    c0, c1 = max(cs.start - pad, 0), min(cs.stop + pad, shape[1])
+    block = max(int(round(p.noise_block_mm / s)), 8)
+    block -= block % max(1, block // 16)  # a whole number of the tile's sampling stride
+    # The crop starts on a multiple of the noise tile, so the tiles sit on a grid fixed to the image
+    # (the noise estimate does not move with the breast mask's extent).
+    r0, r1 = max(rs.start - pad, 0) // block * block, min(rs.stop + pad, shape[0])
+    c0, c1 = max(cs.start - pad, 0) // block * block, min(cs.stop + pad, shape[1])
     sub = img[r0:r1, c0:c1]
     inside = breast.mask[r0:r1, c0:c1]
     margin = max(1, int(round(p.skin_margin_mm / s)))
@@ -384,11 +421,9 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     seed_zone[seed_zone.shape[0] - (edge if r1 == shape[0] else 0):] = False
     seed_zone[:, :edge if c0 == 0 else 0] = False
     seed_zone[:, seed_zone.shape[1] - (edge if c1 == shape[1] else 0):] = False
-    block = max(int(round(p.noise_block_mm / s)), 8)
-    noise_zone = inside
-    if p.noise_skin_mm > 0:
-        # Euclidean depth (the image edge, a cut chest wall, is not a skin line: no band there).
-        noise_zone = ndi.distance_transform_edt(inside) * s > p.noise_skin_mm
+    # Euclidean depth (the image edge, a cut chest wall, is not a skin line: no band there).
+    depth = ndi.distance_transform_edt(inside) * s
+    noise_zone = depth > p.noise_skin_mm
 
     # Multi-scale DoG, noise-normalised, keeping the running maximum over scales.
     g_bg = ndi.gaussian_filter(sub, p.background_mm / s, truncate=3.0)
@@ -402,7 +437,8 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
         dog -= g_bg
         if contrast is None:
             contrast = dog.copy()  # G(sigma_0) - G(background): local contrast in image units
-        noise = _tile_to_pixels(_block_robust_std(dog, noise_zone, block), block, dog.shape)
+        noise = _tile_to_pixels(_block_robust_std(dog, noise_zone, block, overlap=True), block, dog.shape,
+                                overlap=True)
         dog /= noise
         if k == min(1, len(p.sigmas_mm) - 1):
             zline = dog.copy()  # a fine scale, noise-normalised: what the line rule samples
@@ -418,7 +454,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
     if sr.size == 0:
         return result
 
-    obj_mask = zmax > p.seg_threshold
+    obj_mask = (zmax > p.seg_threshold) & (depth > p.object_skin_mm)
     large_mask = _large_objects(obj_mask, s, p)
     obj_lab, _ = ndi.label(obj_mask)
     sr, sc = _merge_coarse_blobs(sub, sr, sc, zmax, s, p)
