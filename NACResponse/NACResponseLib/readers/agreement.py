@@ -192,27 +192,63 @@ def bland_altman_plot(a, b, path: str | Path, *, title: str = "Bland-Altman", un
 
 # ---- cohort level ---------------------------------------------------------------------------------
 
+def _method_order(method: str) -> tuple[int, str]:
+    """Sort key of a method by :data:`~NACResponseLib.study.model.METHOD_PRIORITY` (others after, by name)."""
+    from ..study.model import METHOD_PRIORITY
+
+    return (METHOD_PRIORITY.index(method) if method in METHOD_PRIORITY else len(METHOD_PRIORITY), method)
+
+
 def segmentation_sets(cohort, readers: Sequence[str] | None = None, methods: Sequence[str] | None = ("manual",),
-                      extra: Sequence[tuple[str, str]] = ()) -> dict[tuple[str, str], dict[str, Any]]:
+                      extra: Sequence[tuple[str, str]] = (), failed: dict[str, str] | None = None
+                      ) -> dict[tuple[str, str], dict[str, Any]]:
     """(patient_id, timepoint) -> {reader: Segmentation} for the chosen readers/methods.
 
+    ``readers``: None or empty for every reader; ``methods``: None for every method, empty for none.
     ``extra`` adds (reader, method) pairs, e.g. ``("STAPLE", "consensus")`` or ``("GT", "reference")``.
+
+    One segmentation per reader, by the study model's rule
+    (:meth:`~NACResponseLib.study.model.Timepoint.reference_segmentation`), never by manifest row
+    order: of the reader's matching methods (requested ``methods`` and its ``extra`` methods) the
+    first in ``METHOD_PRIORITY`` order that the reader has (methods outside it last, by name).
+    Several files of that reader and method are ambiguous and not resolved: with ``failed`` (a dict)
+    the reader is left out of that case and the reason recorded under ``"<patient>/<timepoint> <reader>"``
+    (batch work records each failure and goes on); without it the :class:`InputError` is raised.
     """
     want_readers = set(readers) if readers else None
+    extra_by_reader: dict[str, set[str]] = {}
+    for reader, method in extra:
+        extra_by_reader.setdefault(reader, set()).add(method)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for patient in cohort:
         for tp in patient.ordered_timepoints():
-            chosen: dict[str, Any] = {}
+            wanted: dict[str, set[str]] = {}
             for seg in tp.segmentations:
                 take = ((methods is None or seg.method in methods)
                         and (want_readers is None or seg.reader in want_readers))
-                take = take or (seg.reader, seg.method) in set(extra)
-                if take:
-                    if seg.reader in chosen:
-                        log.warning("%s/%s: reader %s has several segmentations; using %s",
-                                    patient.patient_id, tp.name, seg.reader, chosen[seg.reader].path)
-                        continue
-                    chosen[seg.reader] = seg
+                if take or seg.method in extra_by_reader.get(seg.reader, ()):
+                    wanted.setdefault(seg.reader, set()).add(seg.method)
+            chosen: dict[str, Any] = {}
+            for reader in sorted(wanted):
+                try:
+                    for method in sorted(wanted[reader], key=_method_order):
+                        seg = tp.reference_segmentation(reader=reader, method=method)
+                        if seg is not None:
+                            chosen[reader] = seg
+                            break
+                except InputError as exc:
+                    msg = f"patient {patient.patient_id}: {exc}"
+                    if failed is None:
+                        raise InputError(msg) from exc
+                    failed[f"{patient.patient_id}/{tp.name} {reader}"] = msg
+                    log.warning("%s", msg)
+                    continue
+                others = sorted((s for s in tp.segmentations_by(reader)
+                                 if s.method in wanted[reader] and s is not chosen[reader]), key=lambda s: s.path)
+                if others:
+                    log.info("%s/%s: reader %s has several segmentations; using %s (%s) over %s",
+                             patient.patient_id, tp.name, reader, chosen[reader].path, chosen[reader].method,
+                             ", ".join(f"{s.path} ({s.method})" for s in others))
             if chosen:
                 out[(patient.patient_id, tp.name)] = chosen
     return out

@@ -27,6 +27,12 @@ from .reproducibility import (
 )
 
 
+def _case_of(failure_key: str) -> tuple[str, str]:
+    """(patient, timepoint) of a ``"<patient>/<timepoint> <reader>"`` failure key."""
+    pid, _, tp = failure_key.split(" ", 1)[0].rpartition("/")
+    return pid, tp
+
+
 def run_agreement(store: StudyStore, *, session: str | None = None, readers: Sequence[str] | None = None,
                   extra: Sequence[tuple[str, str]] = (), consensus: str | None = None,
                   timepoints: Sequence[str] | None = None, progress_mode: str | None = None,
@@ -37,8 +43,9 @@ def run_agreement(store: StudyStore, *, session: str | None = None, readers: Seq
 
     ``consensus`` ("staple"/"majority") first builds that consensus reader from the same
     segmentations and adds it to the comparison; ``extra`` adds (reader, method) pairs such as
-    ``("GT", "reference")``.  Masks of a reader session that is not complete are refused, with
-    or without ``session`` (blinding).
+    ``("GT", "reference")``.  A reader with several segmentations of one method on a case
+    (ambiguous) is left out of that case and listed in ``failed``.  Masks of a reader session
+    that is not complete are refused, with or without ``session`` (blinding).
     """
     from dataclasses import asdict
 
@@ -48,22 +55,26 @@ def run_agreement(store: StudyStore, *, session: str | None = None, readers: Seq
     from .sessions import refuse_hidden_masks
 
     sess = None
+    ambiguous: dict[str, str] = {}  # "<patient>/<tp> <reader>" -> why that reader is left out of the case
     if session:
         from .sessions import ReaderSession, session_segmentation_sets
 
         sess = ReaderSession(store, session)
         sets = session_segmentation_sets(sess)
         if extra:
-            more = segmentation_sets(store.cohort, readers=[], methods=[], extra=extra)
+            more = segmentation_sets(store.cohort, readers=[], methods=[], extra=extra, failed=ambiguous)
             for key, by_reader in more.items():
                 if key in sets:
                     sets[key].update(by_reader)
+            ambiguous = {k: v for k, v in ambiguous.items() if _case_of(k) in sets}
     else:
-        sets = segmentation_sets(store.cohort, readers, extra=extra)
+        sets = segmentation_sets(store.cohort, readers, extra=extra, failed=ambiguous)
     if timepoints:
         sets = {k: v for k, v in sets.items() if k[1] in timepoints}
+        ambiguous = {k: v for k, v in ambiguous.items() if _case_of(k)[1] in timepoints}
     if not sets:
-        raise InputError(f"{store.root}: no segmentations to compare (readers {readers or 'all manual'})")
+        more = f"; left out: {ambiguous}" if ambiguous else ""
+        raise InputError(f"{store.root}: no segmentations to compare (readers {readers or 'all manual'}){more}")
     refuse_hidden_masks(store, [s.path for v in sets.values() for s in v.values()], "agreement")
     if consensus:
         from .consensus import DEFAULT_READER_IDS, build_consensus
@@ -93,6 +104,7 @@ def run_agreement(store: StudyStore, *, session: str | None = None, readers: Seq
                       "<h1>Reader agreement</h1>" + report["html"] + tables)
     bad = table["error"] != ""
     failed = {f"{r.patient_id}/{r.timepoint} {r.reader_a} vs {r.reader_b}": r.error for r in table[bad].itertuples()}
+    failed.update(ambiguous)
     return StageResult("agreement", done=int((~bad).sum()), failed=failed, tables=["agreement", "agreement_summary"],
                        outputs={"table": table, "summary": report["summary"], "figures": report["figures"],
                                 "html": report["html"]})

@@ -9,17 +9,39 @@ minutes on two cores; ``nacresponse model dlr train`` has the full-size defaults
 from __future__ import annotations
 
 import html
+import math
 
 TITLE = "Deep-learning radiomics on ultrasound (DLR-2, DLR-4, the DLRP pathway)"
 
 
+NOT_APPLICABLE = "\u2013"  # shown for a value that does not apply (None, NaN)
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else html.escape("" if v is None else str(v))
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return NOT_APPLICABLE
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _dlrp_rows(table: list[dict]) -> list[dict]:
+    """The DLRP flag table's rows for the summary: a count that does not apply to a row (pandas
+    keeps ``flag_table``'s None as NaN, which ``strict_json`` writes as the string "NaN") becomes
+    None (JSON null, "\u2013" in the HTML); the other counts, floats only because their column held
+    a NaN, become ints again."""
+    def value(v):
+        if isinstance(v, float):
+            if math.isnan(v):
+                return None
+            if v.is_integer():
+                return int(v)
+        return v
+
+    return [{k: value(v) for k, v in row.items()} for row in table]
 
 
 def _train_replacing_stale(store, out, aside_dir, **kwargs) -> dict:
@@ -44,7 +66,6 @@ def _train_replacing_stale(store, out, aside_dir, **kwargs) -> dict:
 
 
 def run(ctx) -> dict:
-    import math
     from dataclasses import replace
 
     from ...deep.dlr import DLRNetConfig, TrainConfig
@@ -88,6 +109,7 @@ def run(ctx) -> dict:
                      "95% CI": f"{a['auc']['ci_low']:.2f}-{a['auc']['ci_high']:.2f}", "w": m["youden_weight"],
                      "Se": a["sensitivity"]["estimate"], "Sp": a["specificity"]["estimate"],
                      "calibration slope": m["calibration"]["slope"]})
+    dlrp = _dlrp_rows(ev["dlrp"]["table"])
     delong = [{"models": f"{d['model_1']} vs {d['model_2']}", "diff": d["diff"], "p": d["p"]} for d in ev["delong"]]
     body = [
         "<p>Dual-input network (shared ResNet-18-layout encoder, widths 8-64, RANDOM initialisation: no ImageNet "
@@ -98,8 +120,8 @@ def run(ctx) -> dict:
         "<p>DeLong (paired):</p>", _table(delong, ["models", "diff", "p"]),
         f"<p>DLRP on {ev['dlrp']['patients']} patients ({ev['dlrp']['responders']} responders): DLR-2 "
         "non-responders are referred, the others continue and DLR-4 decides.</p>",
-        _table(ev["dlrp"]["table"], ["step", "model", "evaluated", "flagged", "flagged_non_responders",
-                                     "flagged_responders", "responders", "non_responders"]),
+        _table(dlrp, ["step", "model", "evaluated", "flagged", "flagged_non_responders", "flagged_responders",
+                      "responders", "non_responders"]),
         f"<p>Patient {html.escape(pid)} with DLR-2: p = {pred.get('probability', math.nan):.2f}, "
         + ", ".join(f"{html.escape(k)}: {html.escape(v['label'])}" for k, v in pred.get("classes", {}).items())
         + "; Grad-CAM maps " + ", ".join(f"<code>{html.escape(p)}</code>" for p in pred.get("gradcam", {}).values())
@@ -110,4 +132,4 @@ def run(ctx) -> dict:
                     f"{a['cv_auc']:.3f} (bundle <code>{html.escape(a['bundle'])}</code>).</p>")
     ctx.add_section(TITLE, "\n".join(body))
     return {"models": summary, "aucs": {r["model"]: round(r["AUC"], 3) for r in rows},
-            "dlrp": ev["dlrp"]["table"], "evaluation": ev["path"]}
+            "dlrp": dlrp, "evaluation": ev["path"]}
