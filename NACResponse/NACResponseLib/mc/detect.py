@@ -16,9 +16,10 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
    DoG_k = G_k - B (a wide band-pass, closer to the matched filter of a small spot than narrow
    G_k - G_{k+1} bands).
 3. Noise of each DoG_k: 1.4826 x median |DoG_k| over breast pixels in ``noise_block_mm`` blocks
-   (robust to the MCs themselves), smoothed across blocks and interpolated linearly between block
-   centres; Z_k = DoG_k / noise_k; Z = max_k Z_k.  The blocks sit on a grid fixed to the image
-   (not to the breast's bounding box), so a change of the breast mask does not move them.
+   (robust to the MCs themselves), one block every half block (four half-shifted grids), smoothed
+   across blocks and interpolated linearly between block centres; Z_k = DoG_k / noise_k;
+   Z = max_k Z_k.  The blocks sit on a grid fixed to the image (not to the breast's bounding box),
+   so a change of the breast mask does not move them.
    The outer ``noise_skin_mm`` of the breast (Euclidean depth from the full-resolution skin line,
    :func:`.breast.refine_boundary`) is left out of the tiles: the skin line's step edge is
    structure, not noise, and would raise the estimate of every tile it crosses (hiding MCs a few
@@ -31,8 +32,8 @@ Steps (all vectorised with scipy.ndimage, on the breast's bounding box only):
    (:func:`_merge_coarse_blobs`).
 5. Per seed, its object = connected component of Z > ``seg_threshold`` deeper than
    ``object_skin_mm`` (the skin edge's own response is no object: around a breast that touches no
-   image edge it would close a ring, which the ``coarse_or_rim`` rule fills into one large object).  Local contrast
-   C = G_0 - B (image units); size = area where C >= half the object's peak C (FWHM area,
+   image edge it would close a ring, which the ``coarse_or_rim`` rule fills into one large
+   object).  Local contrast C = G_0 - B (image units); size = area where C >= half the object's peak C (FWHM area,
    divided among the blobs sharing the object), equivalent diameter; shape = second moments of that
    area (length = 4 sqrt(major eigenvalue), elongation = sqrt(major/minor)).
    ``cnr`` = peak C / per-pixel noise (robust std of the image minus its 4-neighbour mean / sqrt(1.25)).
@@ -223,12 +224,12 @@ def _block_robust_std(values: np.ndarray, valid: np.ndarray, block: int, *, stri
     return ndi.gaussian_filter(med, 1.4 if overlap else 0.7, mode="nearest").astype(np.float32)
 
 
-def _tile_to_pixels(grid: np.ndarray, block: int, shape: tuple[int, int], *, overlap: bool = False) -> np.ndarray:
-    """Per-pixel values of a tile grid, linearly interpolated between tile centres (a continuous
-    noise map: an MC near a tile border is not judged by whichever tile it happens to fall in)."""
-    spacing, origin = (block / 2, 0.0) if overlap else (block, block / 2)
-    rows = _linear_weights(shape[0], grid.shape[0], spacing, origin)
-    cols = _linear_weights(shape[1], grid.shape[1], spacing, origin)
+def _tile_to_pixels(grid: np.ndarray, block: int, shape: tuple[int, int]) -> np.ndarray:
+    """Per-pixel values of a half-tile grid (``_block_robust_std(overlap=True)``: cell ``j`` centred
+    ``j x block / 2`` pixels from the origin), linearly interpolated between cell centres (a
+    continuous noise map: an MC near a tile border is not judged by whichever tile it falls in)."""
+    rows = _linear_weights(shape[0], grid.shape[0], block / 2, 0.0)
+    cols = _linear_weights(shape[1], grid.shape[1], block / 2, 0.0)
     return (rows @ grid.astype(np.float32) @ cols.T).astype(np.float32, copy=False)
 
 
@@ -437,8 +438,7 @@ def detect_microcalcifications(image: np.ndarray, spacing_mm, *, view: str | Non
         dog -= g_bg
         if contrast is None:
             contrast = dog.copy()  # G(sigma_0) - G(background): local contrast in image units
-        noise = _tile_to_pixels(_block_robust_std(dog, noise_zone, block, overlap=True), block, dog.shape,
-                                overlap=True)
+        noise = _tile_to_pixels(_block_robust_std(dog, noise_zone, block, overlap=True), block, dog.shape)
         dog /= noise
         if k == min(1, len(p.sigmas_mm) - 1):
             zline = dog.copy()  # a fine scale, noise-normalised: what the line rule samples
