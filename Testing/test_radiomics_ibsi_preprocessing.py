@@ -147,7 +147,7 @@ def test_default_processing_is_untouched_after_ibsi_use():
     extract(_image(image), _image(mask), {**SMALL, "ibsi": {"resegmentRange": [-100, 1000]}})
     ours = extract(_image(image), _image(mask), SMALL)
     direct = RadiomicsFeatureExtractor(SMALL).execute(_image(image), sitk.Cast(_image(mask), sitk.sitkUInt32))
-    assert ours == {k: float(v) for k, v in direct.items() if not k.startswith("diagnostics")}
+    assert ours == {k: float(np.real(v)) for k, v in direct.items() if not k.startswith("diagnostics")}
 
 
 def test_ibsi_roi_left_empty_is_a_clear_error():

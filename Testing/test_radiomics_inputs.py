@@ -42,7 +42,7 @@ def test_valid_roi_matches_direct_pyradiomics(pair):
     img, mask = pair
     ours = extract(img, mask, SMALL)
     direct = RadiomicsFeatureExtractor(SMALL).execute(str(img), str(mask))
-    direct = {k: float(v) for k, v in direct.items() if not k.startswith("diagnostics")}
+    direct = {k: float(np.real(v)) for k, v in direct.items() if not k.startswith("diagnostics")}
     assert ours == direct and all(not k.startswith("diagnostics") for k in ours)
     assert ours["original_shape_VoxelVolume"] == pytest.approx(_ball().sum() * 2.0)
 
