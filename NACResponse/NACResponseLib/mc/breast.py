@@ -90,11 +90,8 @@ def upsample_mask(small: np.ndarray, factor: int, shape: tuple[int, int]) -> np.
     """Nearest-neighbour inverse of :func:`block_mean` for masks."""
     if factor <= 1:
         return small[: shape[0], : shape[1]]
-    rows = np.repeat(small, factor, axis=0)[: shape[0]]
-    full = np.repeat(rows, factor, axis=1)[:, : shape[1]]
-    if full.shape != tuple(shape):  # the image is larger than factor x small (cannot happen for block_mean)
-        full = np.pad(full, ((0, shape[0] - full.shape[0]), (0, shape[1] - full.shape[1])), mode="edge")
-    return full
+    # block_mean pads the image to whole blocks, so factor x small always covers ``shape``.
+    return np.repeat(np.repeat(small, factor, axis=0)[: shape[0]], factor, axis=1)[:, : shape[1]]
 
 
 def segment_breast(image: np.ndarray, spacing_mm: float, *, view: str | None = None,
